@@ -1,0 +1,171 @@
+"""Blending overlapping tile predictions into seamless class probabilities. Pure array code.
+
+Each tile's probabilities are multiplied by a smooth window and added into an accumulator, together
+with the window itself; the blended probability is the weighted sum divided by the summed weights.
+The window ramps as ``sin^2`` over the first ``overlap`` pixels and ``cos^2`` over the last, so on the
+tile lattice of ``grid.py`` the weights of neighbouring tiles sum to one (a partition of unity): the
+result is a convex combination of tile predictions with no visible seam, and each tile's ramp starts
+where the context that tile saw was thinnest.
+
+Accumulators are float64: a pixel in a seam is summed in a different grouping depending on which
+blocks the tiles fall into, and float64 makes the grouping invisible after rounding, so the mask does
+not depend on the block size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from pipeline.grid import Block, BlockPlan, OutputUnit, Region
+
+__all__ = [
+    "NODATA_CLASS",
+    "ramp_1d",
+    "blend_window",
+    "BlockAccumulator",
+    "UnitResult",
+    "UnitPartial",
+    "UnitAssembler",
+    "finalize",
+]
+
+#: Mask value written where the scene itself has no data.
+NODATA_CLASS = 255
+
+
+def ramp_1d(tile_size: int, overlap: int) -> np.ndarray:
+    """The 1-D blend window: ``sin^2`` up over ``overlap`` pixels, flat, ``cos^2`` down (sums to 1 on the lattice)."""
+    w = np.ones(tile_size, dtype=np.float64)
+    if overlap > 0:
+        up = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / overlap) ** 2
+        w[:overlap] = up
+        w[tile_size - overlap :] = up[::-1]
+    return w
+
+
+@lru_cache(maxsize=8)
+def blend_window(tile_size: int, overlap: int) -> np.ndarray:
+    """The 2-D blend window (outer product of the 1-D ramps); read-only, cached."""
+    w = np.outer(ramp_1d(tile_size, overlap), ramp_1d(tile_size, overlap))
+    w.flags.writeable = False
+    return w
+
+
+@dataclass
+class BlockAccumulator:
+    """Weighted sums of tile probabilities over one block's extent."""
+
+    extent: Region
+    num_classes: int
+    sums: np.ndarray = field(init=False, repr=False)
+    weights: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sums = np.zeros((self.num_classes, self.extent.rows, self.extent.cols), dtype=np.float64)
+        self.weights = np.zeros((self.extent.rows, self.extent.cols), dtype=np.float64)
+
+    def add(self, tile: Region, probabilities: np.ndarray, window: np.ndarray) -> None:
+        """Add one tile's probabilities ``(classes, T, T)`` weighted by ``window``."""
+        rows, cols = tile.slices_in(self.extent)
+        self.sums[:, rows, cols] += probabilities * window
+        self.weights[rows, cols] += window
+
+    def part(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the sums and weights over ``region`` (which must lie inside the extent)."""
+        rows, cols = region.slices_in(self.extent)
+        return self.sums[:, rows, cols].copy(), self.weights[rows, cols].copy()
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """A final output unit: class mask and confidence (probability of the chosen class, 0..255)."""
+
+    region: Region
+    mask: np.ndarray
+    confidence: np.ndarray
+
+
+@dataclass(frozen=True)
+class UnitPartial:
+    """One block's contribution to a unit that other blocks also reach."""
+
+    unit: OutputUnit
+    block: tuple[int, int]
+    sums: np.ndarray
+    weights: np.ndarray
+    valid: np.ndarray | None
+
+
+def finalize(sums: np.ndarray, weights: np.ndarray, valid: np.ndarray | None, region: Region) -> UnitResult:
+    """Divide by the summed weights, take the most probable class and its probability."""
+    probabilities = sums / weights
+    mask = np.argmax(probabilities, axis=0).astype(np.uint8)
+    confidence = np.rint(np.max(probabilities, axis=0) * 255.0).astype(np.uint8)
+    if valid is not None:
+        mask[~valid] = NODATA_CLASS
+        confidence[~valid] = 0
+    return UnitResult(region, mask, confidence)
+
+
+def split_block(
+    plan: BlockPlan, block: Block, acc: BlockAccumulator, valid: np.ndarray | None
+) -> tuple[list[UnitResult], list[UnitPartial]]:
+    """Cut a blended block into final units (its interior) and partials for the seams it shares.
+
+    ``valid`` covers the block's core (None where the scene has no nodata).
+    """
+    finals: list[UnitResult] = []
+    partials: list[UnitPartial] = []
+    for unit in plan.units_by_block[block.index]:
+        sums, weights = acc.part(unit.region)
+        unit_valid = None
+        if valid is not None and block.core.contains(unit.region):
+            unit_valid = valid[unit.region.slices_in(block.core)]
+        if len(unit.contributors) == 1:
+            finals.append(finalize(sums, weights, unit_valid, unit.region))
+        else:
+            partials.append(UnitPartial(unit, block.index, sums, weights, unit_valid))
+    return finals, partials
+
+
+class UnitAssembler:
+    """Collects seam partials from blocks finished in any order and finalizes each seam once complete.
+
+    Memory is bounded by the seams whose blocks are not all done: thin strips (``overlap`` pixels wide)
+    along the edges of the blocks in flight and of the last finished row of blocks.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[UnitPartial]] = {}
+
+    @property
+    def pending_units(self) -> int:
+        return len(self._pending)
+
+    def add(self, partials: Iterable[UnitPartial]) -> list[UnitResult]:
+        """Add a block's partials; return the units they complete."""
+        done: list[UnitResult] = []
+        for partial in partials:
+            group = self._pending.setdefault(partial.unit.key, [])
+            group.append(partial)
+            if len(group) == len(partial.unit.contributors):
+                del self._pending[partial.unit.key]
+                done.append(_combine(group))
+        return done
+
+    def pending(self) -> list[UnitPartial]:
+        """Every partial still waiting, e.g. to persist them for a later resume."""
+        return [p for group in self._pending.values() for p in group]
+
+
+def _combine(group: list[UnitPartial]) -> UnitResult:
+    # Sum in a fixed (block index) order so the result does not depend on which block finished first.
+    group = sorted(group, key=lambda p: p.block)
+    sums = np.sum([p.sums for p in group], axis=0)
+    weights = np.sum([p.weights for p in group], axis=0)
+    valid = next((p.valid for p in group if p.valid is not None), None)
+    return finalize(sums, weights, valid, group[0].unit.region)

@@ -1,0 +1,45 @@
+"""The settings of one segmentation run, validated once and saved as JSON beside the outputs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["SegmentConfig", "DEFAULT_MODEL"]
+
+#: The packaged model ``make demo`` and a bare ``sceneseg segment`` use.
+DEFAULT_MODEL = "synthetic-demo"
+
+
+class SegmentConfig(BaseModel):
+    """Everything that decides a run's outputs and how it executes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(DEFAULT_MODEL, description="Checkpoint path, or the name of a packaged model.")
+    tile_size: int | None = Field(None, ge=16, description="Tile side in pixels (default: the checkpoint's).")
+    overlap: int | None = Field(
+        None, ge=0, description="Pixels shared by neighbouring tiles (default: twice the checkpoint's context margin)."
+    )
+    block_size: int = Field(2048, ge=16, description="Block side in pixels, rounded to a whole number of tile strides.")
+    batch_size: int = Field(4, ge=1, description="Tiles per forward pass.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto is bf16 autocast on CUDA and fp32 on CPU."
+    )
+    compile: bool = Field(False, description="torch.compile the model (pays a warm-up per process).")
+    max_in_flight: int = Field(2, ge=1, description="Blocks read, inferred or blended at once: bounds memory.")
+    torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
+    dask_address: str | None = Field(None, description="tcp://host:8786 of a Dask scheduler; none runs in-process.")
+    output_crs: str | None = Field(None, description="CRS of the vector layers (default: the scene's).")
+    write_confidence: bool = Field(False, description="Also write a confidence GeoTIFF (probability x 255).")
+    min_building_area_m2: float = Field(4.0, ge=0, description="Smaller buildings are dropped as specks.")
+    overwrite: bool = Field(False, description="Replace existing outputs of the same scene.")
+
+    @field_validator("dask_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(f"--dask-address {value!r} needs a scheme, e.g. tcp://{value}")
+        return value

@@ -1,0 +1,95 @@
+"""Running blocks on Dask with backpressure: in-process threads by default, or an existing cluster.
+
+Both use the same futures code: with no address an in-process ``LocalCluster`` (threads, no server, no
+pickling) is started for the run; with an address the blocks go to that scheduler's workers, which load
+the model themselves. At most ``max_in_flight`` blocks are submitted and not yet collected, so memory is
+bounded by the blocks in flight whatever the scene size. Blocks are submitted in raster order with
+decreasing priority, so seams complete (and leave memory) as early as possible.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from distributed import Client, LocalCluster, as_completed
+
+from pipeline.blocks import BlockJob, BlockOutput, process_block
+from pipeline.errors import ConfigError
+
+__all__ = ["dask_client", "run_blocks", "gpu_resources"]
+
+
+@contextmanager
+def dask_client(address: str | None, threads: int) -> Iterator[Client]:
+    """A client for ``address``, or for an in-process cluster of ``threads`` threads when it is None."""
+    if address is None:
+        with LocalCluster(
+            n_workers=1, threads_per_worker=threads, processes=False,
+            dashboard_address=None, silence_logs=logging.WARNING,
+        ) as cluster, Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(address, timeout="30s")
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"--dask-address {address}: no Dask scheduler answered ({exc}). Start one with `dask scheduler` "
+            "and workers with `dask worker ADDRESS --resources GPU=1`, or leave the option out to run in-process."
+        ) from exc
+    with client:
+        yield client
+
+
+def gpu_resources(client: Client) -> dict[str, float] | None:
+    """``{"GPU": 1}`` when the cluster's workers advertise GPUs, so each block holds one; else None.
+
+    A task asking for a resource no worker has would wait forever, so it is only asked for when offered.
+    """
+    workers = client.scheduler_info().get("workers", {})
+    if any("GPU" in (w.get("resources") or {}) for w in workers.values()):
+        return {"GPU": 1}
+    return None
+
+
+def run_blocks(
+    client: Client,
+    job: BlockJob,
+    indices: Iterable[tuple[int, int]],
+    max_in_flight: int,
+) -> Iterator[BlockOutput]:
+    """Process blocks on the cluster, yielding each output as it completes, never more than ``max_in_flight`` out."""
+    resources = gpu_resources(client)
+    todo = iter(enumerate(indices))
+    # Scatter the job once: every block task refers to it instead of carrying its own copy.
+    [job_future] = client.scatter([job], broadcast=True, hash=False)
+    pending = as_completed()
+    outstanding = set()
+
+    def submit_next() -> bool:
+        nxt = next(todo, None)
+        if nxt is None:
+            return False
+        order, index = nxt
+        future = client.submit(
+            process_block, job_future, index, key=f"block-{job.scene_path.name}-{index[0]}-{index[1]}-{order}",
+            priority=-order, resources=resources, pure=False,
+        )
+        outstanding.add(future)
+        pending.add(future)
+        return True
+
+    for _ in range(max_in_flight):
+        if not submit_next():
+            break
+    try:
+        for future in pending:
+            outstanding.discard(future)
+            output = future.result()
+            future.release()
+            submit_next()
+            yield output
+    finally:
+        for future in outstanding:
+            future.cancel()

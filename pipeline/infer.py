@@ -1,0 +1,140 @@
+"""Running the model on batches of tiles: device choice, precision, fixed-shape batches, a per-process cache.
+
+Batches always have the configured size (the last one is padded with zeros): fixed shapes keep
+``cudnn.benchmark`` and ``torch.compile`` from re-tuning, and make a tile's result independent of how
+many other tiles happened to share its batch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from pipeline.errors import ConfigError
+
+__all__ = ["Precision", "InferenceSettings", "resolve_device", "Predictor", "get_predictor", "clear_predictors"]
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How tiles run through the model. Hashable: it keys the per-process predictor cache."""
+
+    device: str = "auto"
+    precision: Precision = "auto"
+    batch_size: int = 4
+    channels_last: bool = True
+    compile: bool = False
+    torch_threads: int | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {name!r} is not a torch device name ({exc}). Use auto, cpu, cuda or cuda:N.") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: no CUDA device is visible to torch on this machine. "
+                              "Use --device cpu, or install the CUDA build of torch (see README).")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible.")
+    return device
+
+
+def _autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "fp16":
+        return torch.float16
+    return torch.bfloat16
+
+
+class Predictor:
+    """A model on one device that turns normalized tiles into class probabilities."""
+
+    def __init__(self, model: torch.nn.Module, activation: str, settings: InferenceSettings):
+        if settings.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {settings.batch_size}")
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.activation = activation
+        self.autocast_dtype = _autocast_dtype(self.device, settings.precision)
+        self.memory_format = (
+            torch.channels_last if settings.channels_last and self.device.type == "cuda" else torch.contiguous_format
+        )
+        model = model.eval().to(self.device, memory_format=self.memory_format)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.model = torch.compile(model) if settings.compile else model
+        # One forward at a time per model: concurrent forwards on one device only contend for it.
+        self._lock = threading.Lock()
+
+    @torch.inference_mode()
+    def predict(self, tiles: np.ndarray) -> np.ndarray:
+        """Probabilities ``(n, classes, T, T)`` float32 for normalized tiles ``(n, bands, T, T)``."""
+        n = tiles.shape[0]
+        size = self.settings.batch_size
+        outputs: list[np.ndarray] = []
+        for start in range(0, n, size):
+            batch = tiles[start : start + size]
+            if batch.shape[0] < size:
+                pad = np.zeros((size - batch.shape[0], *batch.shape[1:]), dtype=batch.dtype)
+                batch = np.concatenate([batch, pad])
+            outputs.append(self._forward(batch)[: min(size, n - start)])
+        return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.contiguous(memory_format=self.memory_format)
+        with self._lock:
+            if self.autocast_dtype is not None:
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                    logits = self.model(x)
+            else:
+                logits = self.model(x)
+            logits = logits.float()
+            probs = torch.softmax(logits, dim=1) if self.activation == "softmax" else torch.sigmoid(logits)
+            return probs.cpu().numpy()
+
+
+_cache: dict[tuple[str, float, InferenceSettings], Predictor] = {}
+_cache_lock = threading.Lock()
+
+
+def get_predictor(checkpoint: str | Path, settings: InferenceSettings) -> Predictor:
+    """The predictor for a checkpoint in this process, loaded once and shared by all threads.
+
+    Workers call this themselves (on a Dask worker, or in-process), so the model is never pickled with a task.
+    """
+    from models.checkpoint import load_checkpoint
+
+    path = Path(checkpoint).resolve()
+    key = (str(path), path.stat().st_mtime, settings)
+    with _cache_lock:
+        if key not in _cache:
+            if settings.torch_threads:
+                torch.set_num_threads(settings.torch_threads)
+            elif os.environ.get("OMP_NUM_THREADS") is None:
+                torch.set_num_threads(max(1, os.cpu_count() or 1))
+            loaded = load_checkpoint(path)
+            _cache[key] = Predictor(loaded.model, loaded.card.activation, settings)
+        return _cache[key]
+
+
+def clear_predictors() -> None:
+    """Drop every cached predictor (frees device memory between runs)."""
+    with _cache_lock:
+        _cache.clear()

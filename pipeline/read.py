@@ -1,0 +1,88 @@
+"""Reading block extents from a scene: window plus halo, mirror padding at the scene edges, normalization.
+
+rasterio's ``boundless`` reads fill with a constant, so mirror padding is a clipped read followed by an
+index map (``grid.reflect_indices``) that reproduces ``numpy.pad(mode="reflect")`` of the whole scene
+for any window, even one whose pad is wider than the part of the window inside the scene.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from pipeline.grid import Region, Shape2d, reflect_indices
+
+__all__ = ["mirror_read", "normalize", "SceneReader"]
+
+
+def _source_window(region: Region, scene: Shape2d) -> tuple[Window, np.ndarray, np.ndarray]:
+    rows = reflect_indices(region.row, region.row_stop, scene.rows)
+    cols = reflect_indices(region.col, region.col_stop, scene.cols)
+    r0, c0 = int(rows.min()), int(cols.min())
+    window = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
+    return window, rows - r0, cols - c0
+
+
+def mirror_read(dataset: rasterio.DatasetReader, region: Region, bands: list[int]) -> np.ndarray:
+    """Read ``region`` (which may leave the scene) as ``(bands, rows, cols)``, mirror-padded outside."""
+    scene = Shape2d(dataset.height, dataset.width)
+    if Region.of_shape(scene).contains(region):
+        window = Window(region.col, region.row, region.cols, region.rows)
+        return dataset.read(bands, window=window)
+    window, rows, cols = _source_window(region, scene)
+    data = dataset.read(bands, window=window)
+    return data[:, rows[:, None], cols[None, :]]
+
+
+def normalize(raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Per-band ``(x - mean) / std`` as float32; ``mean`` and ``std`` have one value per band."""
+    out = raw.astype(np.float32)
+    out -= mean.astype(np.float32)[:, None, None]
+    out /= std.astype(np.float32)[:, None, None]
+    return out
+
+
+class SceneReader:
+    """Reads block extents of one scene; one rasterio handle per thread (datasets are not thread-safe)."""
+
+    def __init__(self, path: str | Path, bands: list[int], mean: list[float], std: list[float], has_mask: bool):
+        self.path = Path(path)
+        self.bands = list(bands)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        self.has_mask = has_mask
+        self._local = threading.local()
+        self._opened: list[rasterio.DatasetReader] = []
+        self._lock = threading.Lock()
+
+    def _dataset(self) -> rasterio.DatasetReader:
+        ds = getattr(self._local, "dataset", None)
+        if ds is None or ds.closed:
+            ds = rasterio.open(self.path)
+            self._local.dataset = ds
+            with self._lock:
+                self._opened.append(ds)
+        return ds
+
+    def read(self, region: Region) -> np.ndarray:
+        """The normalized, mirror-padded image over ``region`` as float32 ``(bands, rows, cols)``."""
+        return normalize(mirror_read(self._dataset(), region, self.bands), self.mean, self.std)
+
+    def valid(self, region: Region) -> np.ndarray | None:
+        """Where the scene has data inside ``region`` (which must lie in the scene); None if all valid."""
+        if not self.has_mask:
+            return None
+        window = Window(region.col, region.row, region.cols, region.rows)
+        masks = self._dataset().read_masks(self.bands, window=window)
+        return np.any(masks > 0, axis=0)
+
+    def close(self) -> None:
+        """Close the handles of every thread that read through this reader."""
+        with self._lock:
+            for ds in self._opened:
+                ds.close()
+            self._opened.clear()

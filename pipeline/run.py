@@ -1,0 +1,302 @@
+"""Segmenting one scene, stage by stage. The CLI calls ``segment_scene``; the Prefect flow calls the stages.
+
+    prepare ─► infer_blocks ─► publish_masks ─► vectorize ─► publish_vectors ─► finish
+
+``prepare`` validates everything (scene, checkpoint, options, existing outputs) before any file is
+written, so bad input leaves nothing behind. Outputs appear only by rename once complete; the hidden
+working directory holds the partial state a killed run resumes from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shapely.geometry import box
+
+from pipeline.blend import NODATA_CLASS, UnitAssembler, UnitResult
+from pipeline.blocks import BlockJob
+from pipeline.config import SegmentConfig
+from pipeline.errors import OutputError
+from pipeline.execute import dask_client, run_blocks
+from pipeline.grid import BlockPlan
+from pipeline.infer import InferenceSettings
+from pipeline.journal import BlockJournal
+from pipeline.scene import SceneInfo, check_scene_fits, file_checksum, open_scene
+from pipeline.write import WorkingStore, atomic_path, publish_raster
+
+__all__ = [
+    "GPKG_NAME",
+    "SceneJob",
+    "SegmentResult",
+    "Progress",
+    "prepare",
+    "infer_blocks",
+    "publish_masks",
+    "vectorize",
+    "publish_vectors",
+    "finish",
+    "segment_scene",
+]
+
+#: The GeoPackage every scene of an output directory is published to.
+GPKG_NAME = "sceneseg.gpkg"
+
+#: Called as ``progress(done, total)`` after each block.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    """One scene's run: validated inputs, the block plan and every output path."""
+
+    scene: SceneInfo
+    config: SegmentConfig
+    checkpoint: Path
+    checkpoint_id: str
+    classes: tuple[str, ...]
+    block_job: BlockJob
+    out_dir: Path
+    run_id: str
+    created_at: str
+
+    @property
+    def plan(self) -> BlockPlan:
+        return self.block_job.plan
+
+    @property
+    def mask_path(self) -> Path:
+        return self.out_dir / f"{self.scene.scene_id}_mask.tif"
+
+    @property
+    def confidence_path(self) -> Path:
+        return self.out_dir / f"{self.scene.scene_id}_confidence.tif"
+
+    @property
+    def gpkg_path(self) -> Path:
+        return self.out_dir / GPKG_NAME
+
+    @property
+    def run_path(self) -> Path:
+        return self.out_dir / f"{self.scene.scene_id}_run.json"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.out_dir / ".sceneseg-work" / self.scene.scene_id
+
+
+@dataclass
+class SegmentResult:
+    """What a run produced and what it cost."""
+
+    scene_id: str
+    mask_path: Path
+    gpkg_path: Path
+    confidence_path: Path | None
+    counts: dict[str, int]
+    blocks: int
+    tiles: int
+    tile_overhead: float
+    resumed_blocks: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {
+            "scene_id": self.scene_id,
+            "mask": str(self.mask_path),
+            "gpkg": str(self.gpkg_path),
+            "confidence": str(self.confidence_path) if self.confidence_path else None,
+            "counts": self.counts,
+            "blocks": self.blocks,
+            "tiles": self.tiles,
+            "tile_overhead": round(self.tile_overhead, 3),
+            "resumed_blocks": self.resumed_blocks,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def prepare(scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, run_id: str | None = None) -> SceneJob:
+    """Validate the scene, the model and the options, and plan the blocks. Writes nothing."""
+    from models.checkpoint import find_checkpoint, load_checkpoint
+
+    scene = open_scene(scene_path)
+    checkpoint = find_checkpoint(config.model)
+    loaded = load_checkpoint(checkpoint)
+    card = loaded.card
+    check_scene_fits(scene, list(card.bands), loaded.checkpoint_id)
+    tile_size = config.tile_size or card.tile_size
+    overlap = config.overlap if config.overlap is not None else 2 * card.context_margin
+    plan = BlockPlan.for_scene(scene.shape, tile_size, overlap, config.block_size)
+    inference = InferenceSettings(
+        device=config.device, precision=config.precision, batch_size=config.batch_size,
+        compile=config.compile, torch_threads=config.torch_threads,
+    )
+    block_job = BlockJob(
+        scene_path=scene.path.resolve(), checkpoint=checkpoint.resolve(), bands=tuple(card.bands),
+        mean=tuple(card.mean), std=tuple(card.std), has_mask=scene.has_mask,
+        num_classes=len(card.classes), plan=plan, inference=inference,
+    )
+    job = SceneJob(
+        scene=scene, config=config, checkpoint=checkpoint, checkpoint_id=loaded.checkpoint_id,
+        classes=tuple(card.classes), block_job=block_job, out_dir=Path(out_dir),
+        run_id=run_id or uuid.uuid4().hex[:12], created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    if not config.overwrite:
+        existing = [p for p in (job.mask_path, job.confidence_path) if p.exists()]
+        if existing:
+            raise OutputError(
+                f"{existing[0]}: already exists and won't be overwritten without the --overwrite option."
+            )
+    return job
+
+
+def _fingerprint(job: SceneJob) -> dict:
+    stat = job.scene.path.stat()
+    plan = job.plan
+    return {
+        "scene": str(job.scene.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        "checkpoint_id": job.checkpoint_id, "tile_size": plan.tile_size, "overlap": plan.overlap,
+        "block_tiles": plan.block_tiles, "shape": [plan.scene.rows, plan.scene.cols],
+    }
+
+
+def infer_blocks(job: SceneJob, progress: Progress | None = None, journal_interval: float = 10.0) -> WorkingStore:
+    """Run every block not yet journaled, write each unit into the working store once, and checkpoint."""
+    plan = job.plan
+    store = WorkingStore(job.work_dir, plan.scene)
+    journal = BlockJournal(job.work_dir, _fingerprint(job), plan, interval=journal_interval)
+    assembler = UnitAssembler()
+    indices = [b.index for b in plan.blocks() if b.index not in journal.done_blocks]
+    total = plan.n_blocks.size
+    done = total - len(indices)
+    if progress:
+        progress(done, total)
+
+    units = {u.region: u for u in plan.units}
+
+    def write(results: list[UnitResult]) -> None:
+        for result in results:
+            store.write(result)
+            unit = units[result.region]
+            if len(unit.contributors) > 1:
+                journal.unit_written(unit.key)
+
+    write(assembler.add(journal.saved_partials()))
+    with dask_client(job.config.dask_address, job.config.max_in_flight) as client:
+        for output in run_blocks(client, job.block_job, indices, job.config.max_in_flight):
+            write(output.finals)
+            journal.block_done(output.index, output.partials)
+            write(assembler.add(output.partials))
+            journal.maybe_checkpoint(store.flush)
+            done += 1
+            if progress:
+                progress(done, total)
+    journal.checkpoint(store.flush)
+    store.resumed_blocks = total - len(indices)
+    if assembler.pending_units:
+        raise RuntimeError(f"{assembler.pending_units} seams never completed: the block plan is inconsistent")
+    return store
+
+
+def publish_masks(job: SceneJob, store: WorkingStore) -> tuple[Path, Path | None]:
+    """Write the mask (and the confidence raster, if asked) as COGs with the scene's exact grid."""
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    tags = {"sceneseg_model": job.checkpoint_id, "sceneseg_run_id": job.run_id, "sceneseg_classes": ",".join(job.classes)}
+    mask = publish_raster(
+        store.mask, job.mask_path, job.scene.transform, job.scene.crs, nodata=NODATA_CLASS,
+        classes=job.classes, description="class", tags=tags,
+    )
+    confidence = None
+    if job.config.write_confidence:
+        confidence = publish_raster(
+            store.confidence, job.confidence_path, job.scene.transform, job.scene.crs, nodata=None,
+            description="confidence of the class in the mask, probability x 255", tags=tags,
+        )
+    return mask, confidence
+
+
+def vectorize(job: SceneJob, store: WorkingStore):
+    """Polygons and centerlines of the scene's mask, stitched across chunks, in the scene CRS."""
+    from pipeline.vectorize import VectorSettings, vectorize_scene
+
+    classes = {i: name for i, name in enumerate(job.classes) if i > 0}
+    settings = VectorSettings(min_building_area_m2=job.config.min_building_area_m2)
+    layers = vectorize_scene(store.read, job.plan.scene, job.scene.transform, job.scene.crs, classes=classes,
+                             settings=settings)
+    return layers.with_attributes(
+        scene_id=job.scene.scene_id, model=job.checkpoint_id, run_id=job.run_id, created_at=job.created_at
+    )
+
+
+def scene_record(job: SceneJob, counts: dict[str, int], status: str = "ok", error: str | None = None):
+    """The scene's row of the ``scenes`` layer."""
+    from pipeline.gpkg import SceneRecord
+
+    return SceneRecord(
+        scene_id=job.scene.scene_id, path=str(job.scene.path.resolve()), checksum=file_checksum(job.scene.path),
+        crs=job.scene.crs.to_string(), footprint=box(*job.scene.bounds), processed_at=job.created_at,
+        model=job.checkpoint_id, run_id=job.run_id, status=status, error=error, counts=counts,
+    )
+
+
+def publish_vectors(job: SceneJob, layers) -> dict[str, int]:
+    """Replace the scene's features in the output GeoPackage (atomically); return the feature counts."""
+    from pipeline.gpkg import publish_scene
+
+    counts = {name: len(getattr(layers, name)) for name in ("buildings", "roads", "road_centerlines")}
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    publish_scene(job.gpkg_path, layers, scene_record(job, counts), crs=job.config.output_crs)
+    return counts
+
+
+def finish(job: SceneJob, store: WorkingStore, result: SegmentResult) -> SegmentResult:
+    """Save the run's settings and summary beside the outputs and remove the working directory."""
+    record = {"config": job.config.model_dump(mode="json"), "checkpoint": str(job.checkpoint),
+              "model": job.checkpoint_id, "run_id": job.run_id, "created_at": job.created_at,
+              "result": result.summary()}
+    tmp = atomic_path(job.run_path)
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(job.run_path)
+    store.remove()
+    return result
+
+
+def segment_scene(
+    scene_path: str | Path,
+    out_dir: str | Path,
+    config: SegmentConfig | None = None,
+    *,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+    journal_interval: float = 10.0,
+) -> SegmentResult:
+    """Segment one scene into a mask COG and GeoPackage layers in ``out_dir``."""
+    config = config or SegmentConfig()
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    job = prepare(scene_path, out_dir, config, run_id)
+    seconds["prepare"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    store = infer_blocks(job, progress, journal_interval)
+    seconds["infer"] = time.perf_counter() - t
+    t = time.perf_counter()
+    mask_path, confidence_path = publish_masks(job, store)
+    seconds["publish_masks"] = time.perf_counter() - t
+    t = time.perf_counter()
+    layers = vectorize(job, store)
+    seconds["vectorize"] = time.perf_counter() - t
+    t = time.perf_counter()
+    counts = publish_vectors(job, layers)
+    seconds["publish_vectors"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t0
+    result = SegmentResult(
+        scene_id=job.scene.scene_id, mask_path=mask_path, gpkg_path=job.gpkg_path, confidence_path=confidence_path,
+        counts=counts, blocks=job.plan.n_blocks.size, tiles=job.plan.n_tiles.size,
+        tile_overhead=job.plan.tile_overhead, resumed_blocks=store.resumed_blocks, seconds=seconds,
+    )
+    return finish(job, store, result)
