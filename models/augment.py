@@ -1,0 +1,114 @@
+"""Training augmentation on numpy arrays: an image (C, H, W) and its mask (H, W), transformed together.
+
+Every random choice comes from the ``numpy.random.Generator`` passed in, so a seeded generator repeats a
+run exactly. Geometric transforms move image and mask identically; photometric ones touch the image only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import ndimage
+
+__all__ = [
+    "random_flip_rot90",
+    "elastic_deform",
+    "brightness_contrast",
+    "Augment",
+    "augment",
+]
+
+
+def _check_pair(image: np.ndarray, mask: np.ndarray) -> None:
+    if image.ndim != 3 or mask.shape != image.shape[1:]:
+        raise ValueError(f"expected image (C, H, W) and mask (H, W), got {image.shape} and {mask.shape}")
+
+
+def random_flip_rot90(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply one of the 8 symmetries of the square (k * 90 degree rotation, optional flip) at random.
+
+    Returns contiguous copies (torch.from_numpy refuses negative strides).
+    """
+    _check_pair(image, mask)
+    k = int(rng.integers(4))
+    flip = bool(rng.integers(2))
+    image = np.rot90(image, k, axes=(1, 2))
+    mask = np.rot90(mask, k, axes=(0, 1))
+    if flip:
+        image = image[:, :, ::-1]
+        mask = mask[:, ::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+
+def elastic_deform(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, alpha: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Elastic deformation (Simard et al. 2003) applied identically to image and mask.
+
+    One displacement field per axis: uniform in (-1, 1) per pixel, smoothed by a Gaussian of ``sigma``
+    pixels, scaled by ``alpha`` pixels. The image is resampled bilinearly, the mask by nearest neighbour
+    (labels are never blended); both mirror at the border. ``alpha = 0`` returns the input unchanged.
+
+    Args:
+        image: (C, H, W) float image.
+        mask: (H, W) label ids.
+        rng: random generator.
+        alpha: displacement scale in pixels.
+        sigma: smoothing of the displacement field in pixels.
+    """
+    _check_pair(image, mask)
+    rows, cols = mask.shape
+    d_row = ndimage.gaussian_filter(rng.uniform(-1.0, 1.0, (rows, cols)), sigma) * alpha
+    d_col = ndimage.gaussian_filter(rng.uniform(-1.0, 1.0, (rows, cols)), sigma) * alpha
+    grid_row, grid_col = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    coords = np.stack([grid_row + d_row, grid_col + d_col])
+    out_dtype = np.result_type(image.dtype, np.float32)
+    warped = np.stack(
+        [
+            ndimage.map_coordinates(band.astype(out_dtype, copy=False), coords, order=1, mode="reflect")
+            for band in image
+        ]
+    )
+    warped_mask = ndimage.map_coordinates(mask, coords, order=0, mode="reflect")
+    return warped, warped_mask
+
+
+def brightness_contrast(
+    image: np.ndarray, rng: np.random.Generator, brightness: float = 0.1, contrast: float = 0.1
+) -> np.ndarray:
+    """Random contrast and brightness on a normalized (zero-mean, unit-std) image: ``image * c + b``.
+
+    ``c`` is drawn uniform in ``[1 - contrast, 1 + contrast]`` and ``b`` in ``[-brightness, brightness]``,
+    once for all bands, so band ratios (which spectral indices rely on) survive.
+    """
+    c = rng.uniform(1.0 - contrast, 1.0 + contrast)
+    b = rng.uniform(-brightness, brightness)
+    return (image * c + b).astype(image.dtype, copy=False)
+
+
+class Augment(BaseModel):
+    """Which augmentations to apply during training, and how strongly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flip_rot90: bool = Field(default=True, description="Random rotation by k * 90 degrees and flip.")
+    elastic_p: float = Field(default=0.5, ge=0, le=1, description="Probability of an elastic deformation.")
+    elastic_alpha: float = Field(default=34.0, ge=0, description="Elastic displacement scale, pixels.")
+    elastic_sigma: float = Field(default=4.0, gt=0, description="Elastic field smoothing, pixels.")
+    brightness: float = Field(default=0.1, ge=0, description="Max additive shift on the normalized image.")
+    contrast: float = Field(default=0.1, ge=0, lt=1, description="Max relative contrast change.")
+
+
+def augment(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: Augment
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the augmentations ``cfg`` enables to a normalized image (C, H, W) and its mask (H, W)."""
+    if cfg.flip_rot90:
+        image, mask = random_flip_rot90(image, mask, rng)
+    if cfg.elastic_p > 0 and rng.random() < cfg.elastic_p:
+        image, mask = elastic_deform(image, mask, rng, cfg.elastic_alpha, cfg.elastic_sigma)
+    if cfg.brightness > 0 or cfg.contrast > 0:
+        image = brightness_contrast(image, rng, cfg.brightness, cfg.contrast)
+    return image, mask
