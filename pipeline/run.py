@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from shapely.geometry import box
 
@@ -168,8 +169,9 @@ def _fingerprint(job: SceneJob) -> dict:
 def infer_blocks(job: SceneJob, progress: Progress | None = None, journal_interval: float = 10.0) -> WorkingStore:
     """Run every block not yet journaled, write each unit into the working store once, and checkpoint."""
     plan = job.plan
-    store = WorkingStore(job.work_dir, plan.scene)
+    # The journal first: it clears a working directory left by a different scene, model or plan.
     journal = BlockJournal(job.work_dir, _fingerprint(job), plan, interval=journal_interval)
+    store = WorkingStore(job.work_dir, plan.scene)
     assembler = UnitAssembler()
     indices = [b.index for b in plan.blocks() if b.index not in journal.done_blocks]
     total = plan.n_blocks.size
@@ -266,6 +268,13 @@ def finish(job: SceneJob, store: WorkingStore, result: SegmentResult) -> Segment
     return result
 
 
+StageRunner = Callable[..., Any]
+
+
+def _call(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
 def segment_scene(
     scene_path: str | Path,
     out_dir: str | Path,
@@ -274,29 +283,32 @@ def segment_scene(
     progress: Progress | None = None,
     run_id: str | None = None,
     journal_interval: float = 10.0,
+    stage: StageRunner = _call,
 ) -> SegmentResult:
-    """Segment one scene into a mask COG and GeoPackage layers in ``out_dir``."""
+    """Segment one scene into a mask COG and GeoPackage layers in ``out_dir``.
+
+    ``stage(name, fn, *args)`` runs each stage; the Prefect flow passes one that makes each a task, so
+    the CLI and the flow run exactly the same code.
+    """
     config = config or SegmentConfig()
     seconds: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        t = time.perf_counter()
+        out = stage(name, fn, *args)
+        seconds[name] = time.perf_counter() - t
+        return out
+
     t0 = time.perf_counter()
-    job = prepare(scene_path, out_dir, config, run_id)
-    seconds["prepare"] = time.perf_counter() - t0
-    t = time.perf_counter()
-    store = infer_blocks(job, progress, journal_interval)
-    seconds["infer"] = time.perf_counter() - t
-    t = time.perf_counter()
-    mask_path, confidence_path = publish_masks(job, store)
-    seconds["publish_masks"] = time.perf_counter() - t
-    t = time.perf_counter()
-    layers = vectorize(job, store)
-    seconds["vectorize"] = time.perf_counter() - t
-    t = time.perf_counter()
-    counts = publish_vectors(job, layers)
-    seconds["publish_vectors"] = time.perf_counter() - t
+    job = timed("prepare", prepare, scene_path, out_dir, config, run_id)
+    store = timed("infer", infer_blocks, job, progress, journal_interval)
+    mask_path, confidence_path = timed("publish-masks", publish_masks, job, store)
+    layers = timed("vectorize", vectorize, job, store)
+    counts = timed("publish-vectors", publish_vectors, job, layers)
     seconds["total"] = time.perf_counter() - t0
     result = SegmentResult(
         scene_id=job.scene.scene_id, mask_path=mask_path, gpkg_path=job.gpkg_path, confidence_path=confidence_path,
         counts=counts, blocks=job.plan.n_blocks.size, tiles=job.plan.n_tiles.size,
         tile_overhead=job.plan.tile_overhead, resumed_blocks=store.resumed_blocks, seconds=seconds,
     )
-    return finish(job, store, result)
+    return stage("finish", finish, job, store, result)

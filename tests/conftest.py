@@ -40,3 +40,44 @@ def coordinate_image(rows: int, cols: int) -> np.ndarray:
 @pytest.fixture
 def coord_scene(tmp_path: Path) -> Path:
     return write_geotiff(tmp_path / "coords.tif", coordinate_image(157, 203))
+
+
+def smooth_image(rows: int, cols: int, seed: int = 0, bands: int = 3) -> np.ndarray:
+    """A uint8 image with structure at several scales (so a random U-Net gives a varied mask)."""
+    from scipy.ndimage import gaussian_filter, zoom
+
+    rng = np.random.default_rng(seed)
+    out = np.zeros((bands, rows, cols), dtype=np.float64)
+    for scale in (4, 16, 48):
+        coarse = rng.normal(size=(bands, rows // scale + 2, cols // scale + 2))
+        out += zoom(coarse, (1, scale, scale), order=1)[:, :rows, :cols]
+    out = gaussian_filter(out, (0, 1, 1))
+    out = (out - out.min()) / (out.max() - out.min()) * 255
+    return out.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A real, tiny, untrained U-Net checkpoint (4 base channels, depth 2, 64-pixel tiles)."""
+    import torch
+
+    from models import create_model
+    from models.checkpoint import ModelCard, save_checkpoint
+
+    torch.manual_seed(0)
+    kwargs = dict(in_channels=3, num_classes=3, base_channels=4, depth=2)
+    model = create_model("unet", **kwargs)
+    # Sharpen the untrained output layer so the classes are decided, not near-ties.
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        head.weight *= 40.0
+    card = ModelCard(arch="unet", arch_kwargs=kwargs, classes=["background", "building", "road"], bands=[1, 2, 3],
+                     mean=[128.0] * 3, std=[64.0] * 3, tile_size=64, context_margin=8)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model, card)
+    return path
+
+
+@pytest.fixture
+def smooth_scene(tmp_path: Path) -> Path:
+    return write_geotiff(tmp_path / "scene.tif", smooth_image(173, 229))

@@ -1,0 +1,47 @@
+# Every target sets itself up on a fresh machine: a virtual environment in .venv, torch first
+# (the CPU build where no NVIDIA GPU is visible, so pip never pulls gigabytes of CUDA packages),
+# then sceneseg itself in editable mode.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sceneseg-installed
+TORCH_VERSION ?= 2.13.0
+# On a GPU machine `make TORCH_INDEX_URL=<the PyTorch CUDA wheel index>` picks the matching CUDA build.
+TORCH_INDEX_URL ?=
+DEMO_OUT ?= demo-output
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH_INDEX_URL)" ]; then \
+		echo "installing torch==$(TORCH_VERSION) from $(TORCH_INDEX_URL)"; \
+		$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" --index-url "$(TORCH_INDEX_URL)"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "NVIDIA GPU found: installing the CUDA build of torch==$(TORCH_VERSION)"; \
+		$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"; \
+	else \
+		echo "no GPU: installing the CPU build of torch==$(TORCH_VERSION)"; \
+		$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"; \
+	fi
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sceneseg demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/peers.py
+	$(BIN)/python bench/vectorize.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .hypothesis
