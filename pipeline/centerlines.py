@@ -1,0 +1,183 @@
+"""Road centerlines: skeletons of the road mask, chunk by chunk, merged into one line network.
+
+Each chunk is skeletonized with a halo of context, so that near the chunk's edges its skeleton is the
+one the whole image would give; only skeleton pixels in the chunk's core are kept. skan turns the core
+skeleton into paths between junctions and ends. Skeleton pixels adjacent across a core edge are joined by
+one-pixel *connectors*, emitted by the chunk that holds the earlier pixel in raster order, so that every
+adjacency is drawn exactly once whatever the chunk size. The network is then merged through degree-2
+nodes and pruned of short spurs. Lines are in pixel coordinates (x = col + 0.5, y = row + 0.5, the pixel
+centres); the caller maps them to the ground.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from scipy import ndimage
+from skan import Skeleton
+from skimage.morphology import skeletonize
+
+from pipeline.grid import Region, Shape2d
+
+__all__ = ["skeleton_lines", "merge_centerlines", "road_centerlines"]
+
+# Offsets to the neighbours that come later in raster order: each 8-adjacency is seen once.
+_FORWARD = ((0, 1), (1, -1), (1, 0), (1, 1))
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def _drop_small(binary: np.ndarray, max_px: int, open_sides: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """Remove components under ``max_px`` pixels, except those touching an open side.
+
+    Sides are (top, bottom, left, right).
+
+    An open side is a window edge inside the scene: a component touching it may be larger than the
+    window shows, so it is kept and the chunk that sees all of it decides.
+    """
+    labels, n = ndimage.label(binary, structure=_EIGHT)
+    if n == 0:
+        return binary
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    small = sizes < max_px
+    small[0] = False
+    edges = (labels[0], labels[-1], labels[:, 0], labels[:, -1])
+    for is_open, edge in zip(open_sides, edges, strict=True):
+        if is_open:
+            small[edge] = False
+    return binary & ~small[labels]
+
+
+def _clean_road(road: np.ndarray, window: Region, scene: Shape2d, min_component_px: int) -> np.ndarray:
+    if min_component_px <= 0:
+        return road
+    open_sides = (window.row > 0, window.row_stop < scene.rows, window.col > 0, window.col_stop < scene.cols)
+    road = _drop_small(road, min_component_px, open_sides)
+    return ~_drop_small(~road, min_component_px, open_sides)
+
+
+def _lines_from_paths(paths: list[np.ndarray], origin: tuple[int, int]) -> np.ndarray:
+    """LineStrings through pixel centres from (row, col) paths of a chunk whose core starts at ``origin``."""
+    paths = [p for p in paths if len(p) >= 2]
+    if not paths:
+        return np.zeros(0, dtype=object)
+    coords = np.concatenate(paths).astype(np.float64)
+    xy = np.column_stack([coords[:, 1] + origin[1] + 0.5, coords[:, 0] + origin[0] + 0.5])
+    index = np.repeat(np.arange(len(paths)), [len(p) for p in paths])
+    return shapely.linestrings(xy, indices=index)
+
+
+def skeleton_lines(
+    road: np.ndarray, window: Region, core: Region, scene: Shape2d, *, min_component_px: int = 0
+) -> np.ndarray:
+    """The centerline pieces one chunk contributes: skeleton paths in its core and connectors leaving it.
+
+    Args:
+        road: boolean road mask of ``window`` (the core plus its halo, clipped to the scene).
+        window: the pixels ``road`` covers, in scene coordinates.
+        core: the pixels this chunk owns; lies inside ``window``.
+        scene: the scene size (window edges on the scene border need no context).
+        min_component_px: road specks and holes smaller than this are removed before skeletonizing.
+
+    Returns:
+        LineStrings in scene pixel coordinates, split wherever a connector attaches.
+    """
+    skel = skeletonize(_clean_road(road.astype(bool), window, scene, min_component_px))
+    rows, cols = core.slices_in(window)
+    core_skel = skel[rows, cols]
+    if not core_skel.any():
+        return np.zeros(0, dtype=object)
+
+    # Connectors between core pixels and skeleton neighbours outside the core. Only those to later
+    # neighbours are drawn here (the other chunk draws the rest), but paths must end at all of them.
+    pr, pc = np.nonzero(core_skel)
+    pr, pc = pr + rows.start, pc + cols.start  # window coordinates
+    r0, c0, r1, c1 = rows.start, cols.start, rows.stop, cols.stop
+    attach = np.zeros_like(core_skel)
+    starts, ends = [], []
+    for dr, dc in (*_FORWARD, *((-dr, -dc) for dr, dc in _FORWARD)):
+        qr, qc = pr + dr, pc + dc
+        ok = (qr >= 0) & (qr < skel.shape[0]) & (qc >= 0) & (qc < skel.shape[1])
+        ok &= ~((qr >= r0) & (qr < r1) & (qc >= c0) & (qc < c1))
+        idx = np.flatnonzero(ok)
+        idx = idx[skel[qr[idx], qc[idx]]]
+        if dr and dc:
+            # A diagonal step is redundant where a shared 4-neighbour is skeleton too: skip it to avoid
+            # one-pixel triangles.
+            idx = idx[~(skel[pr[idx], qc[idx]] | skel[qr[idx], pc[idx]])]
+        attach[pr[idx] - r0, pc[idx] - c0] = True
+        if (dr, dc) in _FORWARD:
+            starts.append(np.column_stack([pr[idx], pc[idx]]))
+            ends.append(np.column_stack([qr[idx], qc[idx]]))
+    start_px = np.concatenate(starts)
+    end_px = np.concatenate(ends)
+
+    paths = []
+    sk = Skeleton(core_skel)
+    for i in range(sk.n_paths):
+        path = np.asarray(sk.path_coordinates(i), dtype=np.int64)
+        cuts = np.flatnonzero(attach[path[1:-1, 0], path[1:-1, 1]]) + 1
+        paths.extend(_split_keep(path, cuts))
+    lines = _lines_from_paths(paths, (core.row, core.col))
+    # (row, col) in the window -> (x, y) of pixel centres in the scene.
+    connectors = np.stack([start_px[:, ::-1], end_px[:, ::-1]], axis=1) + (window.col + 0.5, window.row + 0.5)
+    return np.concatenate([lines, shapely.linestrings(connectors)]) if len(connectors) else lines
+
+
+def _split_keep(path: np.ndarray, cuts: np.ndarray) -> list[np.ndarray]:
+    """Split a path at the given vertices, each cut vertex ending one piece and starting the next."""
+    bounds = [0, *cuts.tolist(), len(path) - 1]
+    return [path[a : b + 1] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _endpoint_degrees(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How many line ends meet at each line's start and end point."""
+    ends = np.concatenate(
+        [
+            shapely.get_coordinates(shapely.get_point(lines, 0)),
+            shapely.get_coordinates(shapely.get_point(lines, -1)),
+        ]
+    )
+    _, inverse, counts = np.unique(ends, axis=0, return_inverse=True, return_counts=True)
+    degree = counts[inverse.ravel()]
+    return degree[: len(lines)], degree[len(lines) :]
+
+
+def merge_centerlines(lines: np.ndarray, *, prune_length: float, rounds: int = 3) -> np.ndarray:
+    """Merge centerline pieces through degree-2 nodes and prune short spurs and short isolated lines.
+
+    Args:
+        lines: noded LineStrings (pieces meet only at their ends).
+        prune_length: a branch with a free end shorter than this is removed (in the lines' units).
+        rounds: prune and re-merge this often (a pruned spur can leave a shorter spur behind).
+
+    Returns:
+        The merged LineStrings, normalized, in a deterministic order.
+    """
+    lines = np.asarray(lines, dtype=object)
+    if len(lines) == 0:
+        return lines
+    for _ in range(rounds + 1):
+        lines = shapely.get_parts(shapely.line_merge(shapely.multilinestrings(lines)))
+        if len(lines) == 0 or prune_length <= 0:
+            break
+        deg_start, deg_end = _endpoint_degrees(lines)
+        closed = shapely.is_closed(lines)
+        free_end = ((deg_start == 1) | (deg_end == 1)) & ~closed
+        short = shapely.length(lines) < prune_length
+        spur = free_end & short
+        if not spur.any():
+            break
+        lines = lines[~spur]
+    lines = shapely.normalize(lines)
+    if len(lines) == 0:
+        return lines
+    bounds = shapely.bounds(lines)
+    order = np.lexsort((shapely.length(lines), bounds[:, 3], bounds[:, 2], bounds[:, 1], bounds[:, 0]))
+    return lines[order]
+
+
+def road_centerlines(road: np.ndarray, *, prune_length_px: float, min_component_px: int = 0) -> np.ndarray:
+    """Centerlines of a whole road mask held in memory, in pixel coordinates (the unchunked reference)."""
+    full = Region(0, 0, *road.shape)
+    pieces = skeleton_lines(road, full, full, full.shape, min_component_px=min_component_px)
+    return merge_centerlines(pieces, prune_length=prune_length_px)

@@ -1,0 +1,118 @@
+"""Road centerlines: accurate against known centerlines, pruned, connected, the same for every chunking."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio.features
+import shapely
+from affine import Affine
+
+from pipeline.centerlines import merge_centerlines, road_centerlines
+from pipeline.grid import Region, Shape2d
+from pipeline.metrics import centerline_scores
+from pipeline.vectorize import VectorSettings, vectorize_scene
+
+UTM = "EPSG:32645"
+TRANSFORM = Affine(0.5, 0.0, 300000.0, 0.0, -0.5, 3000000.0)  # 0.5 m pixels
+SIZE = 420
+
+
+def true_roads_px() -> list[shapely.LineString]:
+    """Two curved roads and a straight one meeting them at junctions, in pixel coordinates (x=col, y=row)."""
+    t = np.linspace(0, 1, 200)
+    curve = shapely.LineString(np.column_stack([10 + 400 * t, 100 + 60 * np.sin(np.pi * t * 1.5)]))
+    arc = shapely.LineString(np.column_stack([300 + 100 * np.cos(np.pi * t * 0.9), 400 - 250 * np.sin(np.pi * t * 0.45)]))
+    cross = shapely.LineString([(150, 0), (160, 419)])
+    return [curve, arc, cross]
+
+
+def road_mask(width_px: float = 14.0) -> np.ndarray:
+    lines = true_roads_px()
+    road = rasterio.features.rasterize(
+        [shapely.buffer(g, width_px / 2, cap_style="flat") for g in lines], out_shape=(SIZE, SIZE), transform=Affine.identity()
+    )
+    mask = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    mask[road > 0] = 2
+    return mask
+
+
+def reader(mask: np.ndarray):
+    confidence = np.full_like(mask, 200)
+
+    def read_chunk(region: Region):
+        rows, cols = region.slices_in(Region(0, 0, *mask.shape))
+        return mask[rows, cols], confidence[rows, cols]
+
+    return read_chunk
+
+
+def to_map(lines_px: list[shapely.LineString]) -> gpd.GeoSeries:
+    return gpd.GeoSeries(lines_px, crs=UTM).affine_transform([0.5, 0, 0, -0.5, 300000.0, 3000000.0])
+
+
+@pytest.mark.parametrize("chunk", [96, 2048])
+def test_centerlines_match_the_true_roads_within_two_metres(chunk):
+    mask = road_mask()
+    settings = VectorSettings(chunk_size=chunk, halo_px=48)
+    layers = vectorize_scene(reader(mask), Shape2d(SIZE, SIZE), TRANSFORM, UTM, settings=settings)
+    lines = layers.road_centerlines
+    # The true lines clipped to the scene; the skeleton cannot reach closer to the border than a half width.
+    truth = to_map(true_roads_px()).clip(shapely.box(300000 + 5, 3000000 - 205, 300000 + 205, 3000000 - 5))
+    scores = centerline_scores(lines, truth, 2.0)
+    assert scores.completeness >= 0.9
+    assert scores.correctness >= 0.9
+    assert (lines["length_m"] > 0).all()
+    np.testing.assert_allclose(lines["length_m"], lines.length)
+    assert lines["score"].eq(200 / 255).all()
+    # Junctions connected: the whole network is one piece.
+    assert shapely.get_num_geometries(shapely.union_all(shapely.buffer(lines.geometry.values, 0.01))) == 1
+    # Spurs pruned: every dangling branch is at least the prune length (or a true road end at the border).
+    ends = shapely.get_coordinates(shapely.boundary(lines.geometry.values))
+    _, counts = np.unique(ends, axis=0, return_counts=True)
+    free = {tuple(p) for p, n in zip(np.unique(ends, axis=0), counts, strict=True) if n == 1}
+    for geom, length in zip(lines.geometry, lines["length_m"], strict=True):
+        if {tuple(geom.coords[0]), tuple(geom.coords[-1])} & free:
+            assert length >= settings.centerline_prune_m
+
+
+def test_chunked_centerlines_equal_the_whole_image_ones():
+    mask = road_mask()
+    whole = road_centerlines(mask == 2, prune_length_px=12.0)
+    for chunk in (64, 150):
+        layers = vectorize_scene(
+            reader(mask), Shape2d(SIZE, SIZE), TRANSFORM, UTM, settings=VectorSettings(chunk_size=chunk, simplify_tolerance_px=0)
+        )
+        got = layers.road_centerlines.geometry
+        expected = to_map(list(whole))
+        assert len(got) == len(expected)
+        assert shapely.hausdorff_distance(shapely.union_all(got.values), shapely.union_all(expected.values)) < 1e-9
+
+
+def test_spurs_are_pruned_and_the_junction_rejoined():
+    # A straight road with a short stub: the stub goes, and the two halves become one line again.
+    pieces = np.array(
+        [
+            shapely.LineString([(0, 0), (50, 0)]),
+            shapely.LineString([(50, 0), (100, 0)]),
+            shapely.LineString([(50, 0), (50, 4)]),  # spur shorter than 6
+            shapely.LineString([(100, 0), (100, 30)]),  # a real branch
+            shapely.LineString([(100, 0), (130, 0)]),
+            shapely.LineString([(200, 200), (202, 202)]),  # an isolated speck
+        ],
+        dtype=object,
+    )
+    merged = merge_centerlines(pieces, prune_length=6.0)
+    assert len(merged) == 3
+    assert any(g.equals(shapely.LineString([(0, 0), (100, 0)])) for g in merged)
+    assert shapely.length(merged).sum() == pytest.approx(160.0)
+
+
+def test_geographic_lengths_match_utm_within_one_percent():
+    mask = road_mask()
+    transform = Affine(5e-6, 0.0, 85.52, 0.0, -4.5e-6, 27.63)
+    layers = vectorize_scene(reader(mask), Shape2d(SIZE, SIZE), transform, "EPSG:4326")
+    lines = layers.road_centerlines
+    assert len(lines) >= 3
+    np.testing.assert_allclose(lines["length_m"].values, lines.to_crs(UTM).length.values, rtol=0.01)

@@ -1,0 +1,214 @@
+"""GeoPackage publishing: per-scene replace, mixed CRSs, failed scenes, and atomic writes under SIGKILL."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+import shapely
+from affine import Affine
+
+from pipeline.errors import OutputError
+from pipeline.gpkg import SceneRecord, publish_scene, published_checksums, read_scenes
+from pipeline.grid import Region, Shape2d
+from pipeline.vectorize import VectorLayers, VectorSettings, vectorize_scene
+
+UTM = "EPSG:32645"
+LAYERS = ("buildings", "roads", "road_centerlines", "scenes")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def scene_layers(x0: float, y0: float, n: int, crs: str = UTM) -> VectorLayers:
+    """n buildings, one road and one centerline near (x0, y0)."""
+    boxes = shapely.box(x0 + np.arange(n) * 20, y0, x0 + np.arange(n) * 20 + 10, y0 + 10)
+
+    def frame(geoms, cls, measure, values):
+        return gpd.GeoDataFrame(
+            {"class": [cls] * len(geoms), "score": np.full(len(geoms), 0.8), measure: values}, geometry=list(geoms), crs=crs
+        )
+
+    road = [shapely.box(x0, y0 - 20, x0 + 20 * n, y0 - 12)]
+    line = [shapely.LineString([(x0, y0 - 16), (x0 + 20 * n, y0 - 16)])]
+    return VectorLayers(
+        frame(boxes, "building", "area_m2", np.full(n, 100.0)),
+        frame(road, "road", "area_m2", [160.0 * n]),
+        frame(line, "road", "length_m", [20.0 * n]),
+    )
+
+
+def record(scene_id: str, x0: float, y0: float, crs: str = UTM, **kw) -> SceneRecord:
+    return SceneRecord(
+        scene_id=scene_id, path=f"/data/{scene_id}.tif", checksum=f"sha256:{scene_id}", crs=crs,
+        footprint=shapely.box(x0 - 50, y0 - 50, x0 + 500, y0 + 50), processed_at="2026-05-01T02:00:00+00:00",
+        model="unet@1234abcd", run_id="run-1", **kw,
+    )  # fmt: skip
+
+
+def counts(path: Path) -> dict[str, int]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return {name: pyogrio.read_info(path, layer=name)["features"] for name in LAYERS}
+
+
+def read(path: Path, layer: str) -> gpd.GeoDataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return pyogrio.read_dataframe(path, layer=layer)
+
+
+def test_republishing_replaces_a_scene_and_adding_one_keeps_the_others(tmp_path):
+    gpkg = tmp_path / "out" / "sceneseg.gpkg"
+    publish_scene(gpkg, scene_layers(300000, 3000000, 5), record("a", 300000, 3000000))
+    first = counts(gpkg)
+    assert first == {"buildings": 5, "roads": 1, "road_centerlines": 1, "scenes": 1}
+    publish_scene(gpkg, scene_layers(300000, 3000000, 5), record("a", 300000, 3000000))
+    assert counts(gpkg) == first
+    publish_scene(gpkg, scene_layers(310000, 3000000, 3), record("b", 310000, 3000000))
+    assert counts(gpkg) == {"buildings": 8, "roads": 2, "road_centerlines": 2, "scenes": 2}
+    # Re-running a with fewer buildings replaces only a's.
+    publish_scene(gpkg, scene_layers(300000, 3000000, 2), record("a", 300000, 3000000))
+    b = read(gpkg, "buildings")
+    assert sorted(b["scene_id"].value_counts().items()) == [("a", 2), ("b", 3)]
+    assert {"class", "score", "area_m2", "scene_id", "model", "run_id", "created_at"} <= set(b.columns)
+    scenes = read_scenes(gpkg).set_index("scene_id")
+    assert scenes.loc["a", "n_buildings"] == 2 and scenes.loc["b", "status"] == "ok"
+    assert scenes.loc["a", "checksum"] == "sha256:a" and scenes.loc["a", "crs"] == UTM
+    # The spatial index is there, in step with the table, and answers a bbox query.
+    con = sqlite3.connect(gpkg)
+    assert con.execute("SELECT count(*) FROM rtree_buildings_geom").fetchone()[0] == 5
+    con.close()
+    assert pyogrio.read_info(gpkg, layer="buildings")["capabilities"]["fast_spatial_filter"]
+    near_b = pyogrio.read_dataframe(gpkg, layer="buildings", bbox=(309000, 2999000, 311000, 3001000))
+    assert set(near_b["scene_id"]) == {"b"}
+    assert not list(tmp_path.joinpath("out").glob(".*tmp*"))
+
+
+def test_scenes_in_other_crs_are_reprojected_into_the_layer_crs(tmp_path):
+    gpkg = tmp_path / "mixed.gpkg"
+    publish_scene(gpkg, scene_layers(300000, 3000000, 2), record("utm", 300000, 3000000))
+    geo = gpd.GeoSeries([shapely.Point(300500, 3000500)], crs=UTM).to_crs("EPSG:4326").iloc[0]
+    layers = scene_layers(geo.x, geo.y, 2, crs="EPSG:4326")
+    publish_scene(gpkg, layers, record("geo", geo.x, geo.y, crs="EPSG:4326"))
+    for name in LAYERS:
+        assert pyogrio.read_info(gpkg, layer=name)["crs"] == UTM
+    b = read(gpkg, "buildings")
+    moved = b[b["scene_id"] == "geo"].geometry
+    assert moved.distance(shapely.Point(300500, 3000500)).min() < 1.0
+    scenes = read_scenes(gpkg).set_index("scene_id")
+    assert scenes.loc["geo", "crs"] == "EPSG:4326"
+    assert scenes.loc["geo"].geometry.intersects(shapely.Point(300500, 3000500))
+    with pytest.raises(OutputError, match="another CRS"):
+        publish_scene(gpkg, layers, record("geo", geo.x, geo.y, crs="EPSG:4326"), crs="EPSG:4326")
+
+
+def test_output_crs_option_applies_to_a_new_geopackage(tmp_path):
+    gpkg = tmp_path / "wgs.gpkg"
+    publish_scene(gpkg, scene_layers(300000, 3000000, 2), record("a", 300000, 3000000), crs="EPSG:4326")
+    assert {pyogrio.read_info(gpkg, layer=n)["crs"] for n in LAYERS} == {"EPSG:4326"}
+    b = read(gpkg, "buildings")
+    assert b.total_bounds[0] == pytest.approx(85.0, abs=3)  # UTM 45N sits near 87 E
+
+
+def test_a_failed_scene_is_recorded_without_features(tmp_path):
+    gpkg = tmp_path / "f.gpkg"
+    publish_scene(gpkg, scene_layers(300000, 3000000, 4), record("a", 300000, 3000000))
+    publish_scene(gpkg, scene_layers(310000, 3000000, 3), record("b", 310000, 3000000))
+    failed = record("a", 300000, 3000000, status="failed", error="SceneReadError: truncated file")
+    publish_scene(gpkg, None, failed)
+    assert counts(gpkg) == {"buildings": 3, "roads": 1, "road_centerlines": 1, "scenes": 2}
+    scenes = read_scenes(gpkg).set_index("scene_id")
+    assert scenes.loc["a", "status"] == "failed" and "truncated" in scenes.loc["a", "error"]
+    assert published_checksums(gpkg) == {"b": ("sha256:b", "unet@1234abcd")}
+    with pytest.raises(ValueError, match="error"):
+        record("c", 0, 0, status="failed")
+
+
+def test_missing_geopackage_reads_as_empty(tmp_path):
+    assert read_scenes(tmp_path / "none.gpkg").empty
+    assert published_checksums(tmp_path / "none.gpkg") == {}
+
+
+def test_vectorized_scene_round_trips(tmp_path):
+    mask = np.zeros((120, 120), dtype=np.uint8)
+    mask[10:40, 10:50] = 1
+    mask[60:70, :] = 2
+    conf = np.full_like(mask, 255)
+
+    def read_chunk(region: Region):
+        rows, cols = region.slices_in(Region(0, 0, 120, 120))
+        return mask[rows, cols], conf[rows, cols]
+
+    transform = Affine(0.5, 0, 300000.0, 0, -0.5, 3000000.0)
+    layers = vectorize_scene(read_chunk, Shape2d(120, 120), transform, UTM, settings=VectorSettings(chunk_size=64))
+    layers = layers.with_attributes(scene_id="v", model="m", run_id="r", created_at="2026-05-01T02:00:00Z")
+    gpkg = tmp_path / "v.gpkg"
+    publish_scene(gpkg, layers, record("v", 300000, 3000000))
+    b = read(gpkg, "buildings")
+    assert len(b) == 1 and b.geometry.iloc[0].equals(shapely.box(300005, 2999980, 300025, 2999995))
+    assert b["score"].iloc[0] == pytest.approx(1.0) and b["area_m2"].iloc[0] == pytest.approx(300.0)
+    assert counts(gpkg)["road_centerlines"] == 1
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, numpy as np, geopandas as gpd, shapely
+    sys.path.insert(0, sys.argv[2])
+    from test_gpkg import record, scene_layers
+    from pipeline.gpkg import publish_scene
+    layers = scene_layers(300000, 3000000, 1)
+    n = 300_000
+    x = 300000 + np.arange(n) % 1000 * 3.0
+    y = 3000000 + np.arange(n) // 1000 * 3.0
+    big = gpd.GeoDataFrame({"class": ["building"] * n, "score": np.ones(n), "area_m2": np.ones(n)},
+                           geometry=shapely.box(x, y, x + 1, y + 1), crs="EPSG:32645")
+    layers = type(layers)(big, layers.roads, layers.road_centerlines)
+    print("ready", flush=True)
+    publish_scene(sys.argv[1], layers, record("a", 300000, 3000000))
+    print("done", flush=True)
+    """
+)
+
+
+def test_a_killed_write_leaves_the_previous_geopackage_unchanged(tmp_path):
+    gpkg = tmp_path / "k.gpkg"
+    publish_scene(gpkg, scene_layers(300000, 3000000, 5), record("a", 300000, 3000000))
+    publish_scene(gpkg, scene_layers(310000, 3000000, 3), record("b", 310000, 3000000))
+    before = counts(gpkg)
+    before_bytes = gpkg.read_bytes()
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(gpkg), str(Path(__file__).parent)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as child:  # fmt: skip
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            deadline = time.monotonic() + 60
+            # Kill once the working copy exists and the new rows are being written: before the rename.
+            while not list(tmp_path.glob(".k.gpkg.*tmp*")):
+                assert child.poll() is None, child.stderr.read()
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            time.sleep(0.3)
+            assert child.poll() is None, "the child finished before it could be killed: make it slower"
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert gpkg.read_bytes() == before_bytes
+    assert counts(gpkg) == before
+    assert [str(n) for n, _ in pyogrio.list_layers(gpkg)] == list(LAYERS)
+    # A later publish still works and ignores the orphaned temporary file.
+    publish_scene(gpkg, scene_layers(300000, 3000000, 1), record("a", 300000, 3000000))
+    assert counts(gpkg)["buildings"] == 4
