@@ -9,6 +9,7 @@ working directory holds the partial state a killed run resumes from.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -42,6 +43,9 @@ __all__ = [
     "vectorize",
     "publish_vectors",
     "finish",
+    "SegmentedScene",
+    "segment_to_layers",
+    "publish_segmented",
     "segment_scene",
 ]
 
@@ -121,11 +125,19 @@ class SegmentResult:
         }
 
 
-def prepare(scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, run_id: str | None = None) -> SceneJob:
-    """Validate the scene, the model and the options, and plan the blocks. Writes nothing."""
+def prepare(
+    scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, run_id: str | None = None,
+    scene_id: str | None = None,
+) -> SceneJob:
+    """Validate the scene, the model and the options, and plan the blocks. Writes nothing.
+
+    ``scene_id`` names the outputs and the GeoPackage rows (default: the file name without extension).
+    """
     from models.checkpoint import find_checkpoint, load_checkpoint
 
     scene = open_scene(scene_path)
+    if scene_id is not None:
+        scene = dataclasses.replace(scene, scene_id=scene_id)
     checkpoint = find_checkpoint(config.model)
     loaded = load_checkpoint(checkpoint)
     card = loaded.card
@@ -208,7 +220,8 @@ def infer_blocks(job: SceneJob, progress: Progress | None = None, journal_interv
 def publish_masks(job: SceneJob, store: WorkingStore) -> tuple[Path, Path | None]:
     """Write the mask (and the confidence raster, if asked) as COGs with the scene's exact grid."""
     job.out_dir.mkdir(parents=True, exist_ok=True)
-    tags = {"sceneseg_model": job.checkpoint_id, "sceneseg_run_id": job.run_id, "sceneseg_classes": ",".join(job.classes)}
+    # No run id or time in the raster: the same scene and model give the same bytes (resume relies on it).
+    tags = {"sceneseg_model": job.checkpoint_id, "sceneseg_classes": ",".join(job.classes)}
     mask = publish_raster(
         store.mask, job.mask_path, job.scene.transform, job.scene.crs, nodata=NODATA_CLASS,
         classes=job.classes, description="class", tags=tags,
@@ -235,25 +248,24 @@ def vectorize(job: SceneJob, store: WorkingStore):
     )
 
 
-def scene_record(job: SceneJob, counts: dict[str, int], status: str = "ok", error: str | None = None):
+def scene_record(job: SceneJob, counts: dict[str, int], checksum: str | None = None):
     """The scene's row of the ``scenes`` layer."""
     from pipeline.gpkg import SceneRecord
 
     return SceneRecord(
-        scene_id=job.scene.scene_id, path=str(job.scene.path.resolve()), checksum=file_checksum(job.scene.path),
+        scene_id=job.scene.scene_id, path=str(job.scene.path.resolve()),
+        checksum=checksum or file_checksum(job.scene.path),
         crs=job.scene.crs.to_string(), footprint=box(*job.scene.bounds), processed_at=job.created_at,
-        model=job.checkpoint_id, run_id=job.run_id, status=status, error=error, counts=counts,
+        model=job.checkpoint_id, run_id=job.run_id, counts=counts,
     )
 
 
-def publish_vectors(job: SceneJob, layers) -> dict[str, int]:
+def publish_vectors(job: SceneJob, layers, checksum: str | None = None) -> dict[str, int]:
     """Replace the scene's features in the output GeoPackage (atomically); return the feature counts."""
     from pipeline.gpkg import publish_scene
 
-    counts = {name: len(getattr(layers, name)) for name in ("buildings", "roads", "road_centerlines")}
     job.out_dir.mkdir(parents=True, exist_ok=True)
-    publish_scene(job.gpkg_path, layers, scene_record(job, counts), crs=job.config.output_crs)
-    return counts
+    return publish_scene(job.gpkg_path, layers, scene_record(job, layers.counts(), checksum), crs=job.config.output_crs)
 
 
 def finish(job: SceneJob, store: WorkingStore, result: SegmentResult) -> SegmentResult:
@@ -275,6 +287,67 @@ def _call(name: str, fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
+@dataclass
+class SegmentedScene:
+    """A scene segmented and vectorized but not yet published to the GeoPackage."""
+
+    job: SceneJob
+    store: WorkingStore
+    layers: Any
+    mask_path: Path
+    confidence_path: Path | None
+    seconds: dict[str, float]
+
+
+def segment_to_layers(
+    scene_path: str | Path,
+    out_dir: str | Path,
+    config: SegmentConfig,
+    *,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+    journal_interval: float = 10.0,
+    stage: StageRunner = _call,
+    scene_id: str | None = None,
+) -> SegmentedScene:
+    """Every stage up to the GeoPackage: validate, infer, publish the mask, vectorize.
+
+    ``stage(name, fn, *args)`` runs each stage; the Prefect flows pass one that makes each a task, so
+    the CLI and the flows run exactly the same code.
+    """
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        t = time.perf_counter()
+        out = stage(name, fn, *args)
+        seconds[name] = time.perf_counter() - t
+        return out
+
+    job = timed("prepare", prepare, scene_path, out_dir, config, run_id, scene_id)
+    store = timed("infer", infer_blocks, job, progress, journal_interval)
+    mask_path, confidence_path = timed("publish-masks", publish_masks, job, store)
+    layers = timed("vectorize", vectorize, job, store)
+    return SegmentedScene(job, store, layers, mask_path, confidence_path, seconds)
+
+
+def publish_segmented(
+    done: SegmentedScene, checksum: str | None = None, stage: StageRunner = _call
+) -> SegmentResult:
+    """Publish a segmented scene's features to the GeoPackage and finish its run (one writer at a time)."""
+    job = done.job
+    t = time.perf_counter()
+    counts = stage("publish-vectors", publish_vectors, job, done.layers, checksum)
+    seconds = done.seconds | {"publish-vectors": time.perf_counter() - t}
+    seconds["total"] = sum(seconds.values())
+    result = SegmentResult(
+        scene_id=job.scene.scene_id, mask_path=done.mask_path, gpkg_path=job.gpkg_path,
+        confidence_path=done.confidence_path, counts=counts, blocks=job.plan.n_blocks.size,
+        tiles=job.plan.n_tiles.size, tile_overhead=job.plan.tile_overhead,
+        resumed_blocks=done.store.resumed_blocks, seconds=seconds,
+    )
+    return stage("finish", finish, job, done.store, result)
+
+
 def segment_scene(
     scene_path: str | Path,
     out_dir: str | Path,
@@ -284,31 +357,11 @@ def segment_scene(
     run_id: str | None = None,
     journal_interval: float = 10.0,
     stage: StageRunner = _call,
+    scene_id: str | None = None,
 ) -> SegmentResult:
-    """Segment one scene into a mask COG and GeoPackage layers in ``out_dir``.
-
-    ``stage(name, fn, *args)`` runs each stage; the Prefect flow passes one that makes each a task, so
-    the CLI and the flow run exactly the same code.
-    """
-    config = config or SegmentConfig()
-    seconds: dict[str, float] = {}
-
-    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        t = time.perf_counter()
-        out = stage(name, fn, *args)
-        seconds[name] = time.perf_counter() - t
-        return out
-
-    t0 = time.perf_counter()
-    job = timed("prepare", prepare, scene_path, out_dir, config, run_id)
-    store = timed("infer", infer_blocks, job, progress, journal_interval)
-    mask_path, confidence_path = timed("publish-masks", publish_masks, job, store)
-    layers = timed("vectorize", vectorize, job, store)
-    counts = timed("publish-vectors", publish_vectors, job, layers)
-    seconds["total"] = time.perf_counter() - t0
-    result = SegmentResult(
-        scene_id=job.scene.scene_id, mask_path=mask_path, gpkg_path=job.gpkg_path, confidence_path=confidence_path,
-        counts=counts, blocks=job.plan.n_blocks.size, tiles=job.plan.n_tiles.size,
-        tile_overhead=job.plan.tile_overhead, resumed_blocks=store.resumed_blocks, seconds=seconds,
+    """Segment one scene into a mask COG and GeoPackage layers in ``out_dir``."""
+    done = segment_to_layers(
+        scene_path, out_dir, config or SegmentConfig(), progress=progress, run_id=run_id,
+        journal_interval=journal_interval, stage=stage, scene_id=scene_id,
     )
-    return stage("finish", finish, job, store, result)
+    return publish_segmented(done, stage=stage)

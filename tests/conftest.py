@@ -81,3 +81,27 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture
 def smooth_scene(tmp_path: Path) -> Path:
     return write_geotiff(tmp_path / "scene.tif", smooth_image(173, 229))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server (SQLite) for every flow test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def read_mask(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def read_features(gpkg: Path, layer: str):
+    """A layer's geometries (normalized WKB, sorted) and scores, for comparing two runs."""
+    import pyogrio
+    import shapely
+
+    frame = pyogrio.read_dataframe(gpkg, layer=layer)
+    geoms = sorted(shapely.to_wkb(shapely.normalize(frame.geometry.values)))
+    return geoms, sorted(np.round(frame["score"].to_numpy(), 6).tolist())

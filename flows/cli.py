@@ -1,0 +1,165 @@
+"""The ``sceneseg`` command line: parses options and calls the same functions the flows call.
+
+Every command exits non-zero on failure with a message that names the file or option, what was wrong
+and what to do; ``segment`` goes on with the other scenes when one fails.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pipeline.config import DEFAULT_MODEL, SegmentConfig
+from pipeline.errors import SceneSegError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Segment GeoTIFF scenes into building and road maps.")
+err = Console(stderr=True)
+out = Console()
+
+#: Seed of the demo scene: the demo model never saw it in training (its training seeds are below 1000).
+DEMO_SEED = 4242
+
+
+def _fail(exc: BaseException, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    return typer.Exit(code)
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+    )
+
+
+def _config(**options) -> SegmentConfig:
+    try:
+        return SegmentConfig(**{k: v for k, v in options.items() if v is not None})
+    except Exception as exc:  # pydantic's ValidationError names the option and the value
+        raise _fail(exc) from exc
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Checkpoint path or packaged model name.")]
+TileOpt = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels [default: the model's].")]
+OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Tile overlap in pixels [default: the model's].")]
+BlockOpt = Annotated[int, typer.Option("--block-size", help="Block side in pixels (memory and scheduling unit).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per forward pass.")]
+
+
+@app.command()
+def segment(
+    scenes: Annotated[list[Path], typer.Argument(help="GeoTIFF scene(s) to segment.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (mask COGs, sceneseg.gpkg).")],
+    model: ModelOpt = DEFAULT_MODEL,
+    tile: TileOpt = None,
+    overlap: OverlapOpt = None,
+    block_size: BlockOpt = 2048,
+    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 4,
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    max_in_flight: Annotated[int, typer.Option(help="Blocks in flight at once (bounds memory).")] = 2,
+    dask_address: Annotated[Optional[str], typer.Option(help="tcp://host:8786 of a Dask scheduler.")] = None,
+    output_crs: Annotated[Optional[str], typer.Option(help="CRS of the vector layers [default: the scene's].")] = None,
+    write_confidence: Annotated[bool, typer.Option(help="Also write a confidence GeoTIFF.")] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs of the same scene.")] = False,
+) -> None:
+    """Segment scenes into a mask COG each and building/road layers in OUT/sceneseg.gpkg."""
+    from pipeline.run import segment_scene
+
+    config = _config(
+        model=model, tile_size=tile, overlap=overlap, block_size=block_size, device=device, batch_size=batch_size,
+        precision=precision, max_in_flight=max_in_flight, dask_address=dask_address, output_crs=output_crs,
+        write_confidence=write_confidence, compile=compile, overwrite=overwrite,
+    )
+    results, failures = [], []
+    with _progress_bar() as bar:
+        for scene in scenes:
+            task = bar.add_task(scene.name, total=None)
+            try:
+                result = segment_scene(
+                    scene, out, config, progress=lambda d, t, task=task: bar.update(task, completed=d, total=t)
+                )
+                results.append(result.summary())
+            except SceneSegError as exc:
+                failures.append((scene, exc))
+                bar.update(task, description=f"[red]{scene.name} failed")
+                err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    if results:
+        _print_results(results)
+    if failures:
+        err.print(f"[bold red]{len(failures)} of {len(scenes)} scene(s) failed[/]")
+        raise typer.Exit(2)
+
+
+def _print_results(results: list[dict]) -> None:
+    table = Table(title="sceneseg")
+    for col in ("scene", "buildings", "roads", "centerlines", "blocks", "seconds", "mask"):
+        table.add_column(col)
+    for r in results:
+        c = r["counts"]
+        table.add_row(r["scene_id"], str(c.get("buildings", 0)), str(c.get("roads", 0)),
+                      str(c.get("road_centerlines", 0)), str(r["blocks"]), f"{r['seconds']['total']:.1f}", r["mask"])
+    out.print(table)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("demo-output"),
+    size: Annotated[int, typer.Option(help="Side of the synthetic demo scene in pixels.")] = 1536,
+    model: ModelOpt = DEFAULT_MODEL,
+) -> None:
+    """Write a synthetic scene, segment it with the segment-scene flow, and score it against its ground truth."""
+    from flows.segment import segment_scene
+    from pipeline.evaluate import evaluate_outputs
+    from pipeline.synthetic import write_synthetic_scene
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        err.print(f"writing a {size} x {size} synthetic scene (seed {DEMO_SEED}) to {out}/demo-scene.tif")
+        scene = write_synthetic_scene(out / "demo-scene.tif", size, size, seed=DEMO_SEED)
+        err.print("running the segment-scene flow (local Prefect, local Dask)")
+        summary = segment_scene(str(scene.path), str(out), SegmentConfig(model=model, overwrite=True))
+        scores = evaluate_outputs(Path(summary["mask"]), Path(summary["gpkg"]), scene.truth_path,
+                                  scene_id=summary["scene_id"])
+    except SceneSegError as exc:
+        raise _fail(exc) from exc
+    _print_results([summary])
+    table = Table(title="accuracy against the scene's ground truth")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in scores.items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    out.print(table)
+    out.print(f"Open {summary['mask']} and {summary['gpkg']} in QGIS over {scene.path}.")
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Argument(help="Predicted GeoPackage (or mask GeoTIFF).")],
+    truth: Annotated[Path, typer.Argument(help="Ground-truth GeoPackage/GeoJSON (or mask GeoTIFF).")],
+    scene_id: Annotated[Optional[str], typer.Option(help="Only this scene's features of PRED.")] = None,
+    iou: Annotated[float, typer.Option(help="IoU threshold for a building match.")] = 0.5,
+    buffer_m: Annotated[float, typer.Option(help="Centerline buffer in metres.")] = 2.0,
+) -> None:
+    """Building precision/recall/F1 at IoU, road centerline completeness/correctness, and mask pixel IoU."""
+    from pipeline.evaluate import evaluate_paths
+
+    try:
+        scores = evaluate_paths(pred, truth, scene_id=scene_id, iou_threshold=iou, centerline_buffer_m=buffer_m)
+    except SceneSegError as exc:
+        raise _fail(exc) from exc
+    json.dump(scores, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    app()

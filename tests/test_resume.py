@@ -1,0 +1,66 @@
+"""A run killed with SIGKILL part-way resumes from its block journal and ends identical to an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import SegmentConfig
+from pipeline.run import segment_scene
+from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
+
+CHILD = """
+import sys
+from pipeline.config import SegmentConfig
+from pipeline.run import segment_scene
+segment_scene(sys.argv[1], sys.argv[2], SegmentConfig(model=sys.argv[3], block_size=48, max_in_flight=1),
+              journal_interval=0)
+"""
+
+
+def _journal_blocks(journal: Path) -> set[tuple[int, int]]:
+    if not journal.exists():
+        return set()
+    blocks = set()
+    for line in journal.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "block" in record:
+            blocks.add(tuple(record["block"]))
+    return blocks
+
+
+def test_killed_run_resumes_without_rereading_finished_blocks(tmp_path, tiny_checkpoint):
+    scene = write_geotiff(tmp_path / "big.tif", smooth_image(480, 480, seed=3))
+    reference = segment_scene(scene, tmp_path / "ref", SegmentConfig(model=str(tiny_checkpoint), block_size=48))
+
+    out = tmp_path / "killed"
+    journal = out / ".sceneseg-work" / "big" / "journal.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(scene), str(out), str(tiny_checkpoint)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(_journal_blocks(journal)) < 8 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    done_before = _journal_blocks(journal)
+    assert 8 <= len(done_before) < reference.blocks, "the child must be killed part-way"
+    assert not (out / "big_mask.tif").exists()
+
+    resumed = segment_scene(scene, out, SegmentConfig(model=str(tiny_checkpoint), block_size=48), journal_interval=0)
+    assert resumed.resumed_blocks == len(done_before)
+    assert (out / "big_mask.tif").read_bytes() == reference.mask_path.read_bytes()
+    np.testing.assert_array_equal(read_mask(out / "big_mask.tif"), read_mask(reference.mask_path))
+    for layer in ("buildings", "roads", "road_centerlines"):
+        assert read_features(resumed.gpkg_path, layer) == read_features(reference.gpkg_path, layer)
+    assert not (out / ".sceneseg-work" / "big").exists(), "the working directory is removed after success"
