@@ -126,6 +126,7 @@ def nightly(
     for _ in range(max(1, max_concurrent_scenes)):
         submit_next()
     done = 0
+    failures: list[SceneRecord] = []
     while running:
         future = next(as_completed(list(running)))
         scene, started = running.pop(future)
@@ -135,13 +136,16 @@ def nightly(
             result = publish_segmented(future.result(), checksum=checksums[scene])
             row |= {"status": "published", "buildings": result.counts["buildings"], "roads": result.counts["roads"]}
         except Exception as exc:  # one bad scene never stops the others: record it and go on
-            publish_scene(gpkg, None, _failed_record(scene, checksums[scene], model_id, run_id, exc))
+            failures.append(_failed_record(scene, checksums[scene], model_id, run_id, exc))
             row |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
             print(f"{scene.scene_id} failed: {exc}")
         row["seconds"] = round(time.perf_counter() - started, 2)
         rows.append(row)
         done += 1
         update_progress_artifact(progress, 100.0 * done / max(len(todo), 1))
+    # Failures last, so the GeoPackage's layers take the CRS of a real scene when there is one.
+    for record in failures:
+        publish_scene(gpkg, None, record, crs=output_crs)
     update_progress_artifact(progress, 100.0)
     create_table_artifact(rows, key=artifact_key("nightly-summary"), description=f"nightly run {run_id} of {inbox}")
     return rows

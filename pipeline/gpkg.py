@@ -132,7 +132,10 @@ def _scene_frame(record: SceneRecord, counts: dict[str, int], target: CRS) -> gp
     if footprint is not None:
         # Densify so that the outline stays faithful when reprojected.
         footprint = shapely.segmentize(footprint, max(footprint.length / 400, 1e-9))
-    geometry = gpd.GeoSeries([footprint], crs=record.crs).to_crs(target)
+    if footprint is None:  # a scene that could not be opened has no outline and no CRS of its own
+        geometry = gpd.GeoSeries([None], crs=target)
+    else:
+        geometry = gpd.GeoSeries([footprint], crs=record.crs).to_crs(target)
     return gpd.GeoDataFrame(pd.DataFrame([row])[_RECORD_COLUMNS], geometry=geometry, crs=target)
 
 
@@ -202,7 +205,9 @@ def publish_scene(
                     f"{wanted.to_string()}: {clash}; "
                     "publish in that CRS (leave the output CRS unset) or write to a new GeoPackage"
                 )
-        default = wanted or existing.get(SCENES_LAYER) or CRS.from_user_input(scene_record.crs)
+        # A failed scene may have no CRS; if it is the first ever published, WGS84 is the only safe choice.
+        scene_crs = CRS.from_user_input(scene_record.crs) if scene_record.crs else CRS.from_epsg(4326)
+        default = wanted or existing.get(SCENES_LAYER) or scene_crs
         targets = {name: existing.get(name, default) for name in _GEOMETRY_TYPES}
         if existing:
             _delete_scene(tmp, [n for n in _GEOMETRY_TYPES if n in existing], scene_record.scene_id)
