@@ -161,5 +161,29 @@ def evaluate(
     sys.stdout.write("\n")
 
 
+@app.command()
+def serve(
+    inbox: Annotated[str, typer.Option(help="Directory of GeoTIFFs, or a STAC ItemCollection/catalog JSON.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (mask COGs, sceneseg.gpkg).")],
+    cron: Annotated[str, typer.Option(help="When to run, as cron.")] = "0 2 * * *",
+    timezone: Annotated[Optional[str], typer.Option(help="IANA time zone of the cron, e.g. Europe/Berlin [UTC].")] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    dask_address: Annotated[Optional[str], typer.Option(help="tcp://host:8786 of a Dask scheduler.")] = None,
+    max_concurrent_scenes: Annotated[int, typer.Option(help="Scenes segmented at once.")] = 2,
+) -> None:
+    """Serve the nightly flow on a schedule from this process (needs a Prefect server: PREFECT_API_URL)."""
+    from prefect import serve as prefect_serve
+
+    from flows.nightly import nightly, schedule_options
+
+    try:
+        deployment = nightly.to_deployment(
+            **schedule_options(inbox, out, cron, timezone, model, dask_address, max_concurrent_scenes)
+        )
+    except ValueError as exc:  # a bad cron or time zone
+        raise _fail(exc) from exc
+    prefect_serve(deployment)
+
+
 if __name__ == "__main__":
     app()

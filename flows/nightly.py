@@ -32,7 +32,7 @@ from pipeline.inbox import InboxScene, discover_scenes
 from pipeline.run import GPKG_NAME, SegmentedScene, infer_blocks, publish_segmented, segment_to_layers
 from pipeline.scene import file_checksum
 
-__all__ = ["nightly"]
+__all__ = ["nightly", "schedule_options"]
 
 #: Errors that say the input itself is wrong: retrying cannot help.
 _PERMANENT = (SceneValidationError, ConfigError, CheckpointError)
@@ -149,3 +149,22 @@ def nightly(
     update_progress_artifact(progress, 100.0)
     create_table_artifact(rows, key=artifact_key("nightly-summary"), description=f"nightly run {run_id} of {inbox}")
     return rows
+
+
+def schedule_options(
+    inbox: str, out_dir: str, cron: str, timezone: str | None, model: str = DEFAULT_MODEL,
+    dask_address: str | None = None, max_concurrent_scenes: int = 2,
+) -> dict[str, Any]:
+    """Keyword arguments for ``nightly.to_deployment``: the schedule, the parameters,
+    and a deployment concurrency limit of one run with CANCEL_NEW, so nightly runs never overlap."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.schedules import Cron
+
+    return {
+        "name": "sceneseg-nightly",
+        "schedules": [Cron(cron, timezone=timezone)],
+        "parameters": {"inbox": inbox, "out_dir": out_dir, "model": model, "dask_address": dask_address,
+                       "max_concurrent_scenes": max_concurrent_scenes},
+        "concurrency_limit": ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+        "tags": ["sceneseg"],
+    }

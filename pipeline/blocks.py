@@ -8,10 +8,11 @@ Dask task never carries a model or a dataset.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pipeline.blend import BlockAccumulator, UnitPartial, UnitResult, blend_window, split_block
 from pipeline.grid import Block, BlockPlan
@@ -66,13 +67,33 @@ def _reader(job: BlockJob) -> SceneReader:
         return _readers[key]
 
 
+def worker_inference(settings: InferenceSettings) -> InferenceSettings:
+    """Pin ``auto``/``cuda`` to this worker's own GPU when one process sees several.
+
+    The in-process pool names its workers 0..n-1, one per visible CUDA device. Workers that each see one
+    GPU (dask-cuda, or ``CUDA_VISIBLE_DEVICES`` per worker) keep their settings.
+    """
+    if settings.device not in ("auto", "cuda") or not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return settings
+    from distributed import get_worker
+
+    try:
+        name = get_worker().name
+    except ValueError:  # not running on a Dask worker
+        return settings
+    if isinstance(name, int):
+        return replace(settings, device=f"cuda:{name % torch.cuda.device_count()}")
+    return settings
+
+
 def process_block(job: BlockJob, index: tuple[int, int]) -> BlockOutput:
     """Read, tile, infer and blend block ``index`` of ``job.plan``."""
     plan = job.plan
     block = plan.block(*index)
     reader = _reader(job)
     image = reader.read(block.extent)
-    probabilities = get_predictor(job.checkpoint, job.inference).predict(cut_tiles(image, block))
+    predictor = get_predictor(job.checkpoint, worker_inference(job.inference))
+    probabilities = predictor.predict(cut_tiles(image, block))
     del image
     acc = BlockAccumulator(block.extent, job.num_classes)
     window = blend_window(plan.tile_size, plan.overlap)

@@ -13,21 +13,34 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+import torch
 from distributed import Client, LocalCluster, as_completed
 
 from pipeline.blocks import BlockJob, BlockOutput, process_block
 from pipeline.errors import ConfigError
 
-__all__ = ["dask_client", "run_blocks", "gpu_resources"]
+__all__ = ["dask_client", "run_blocks", "gpu_resources", "local_gpu_count"]
+
+
+def local_gpu_count(device: str) -> int:
+    """CUDA devices an in-process run should use: all visible ones for ``auto``/``cuda``."""
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return 0
 
 
 @contextmanager
-def dask_client(address: str | None, threads: int) -> Iterator[Client]:
-    """A client for ``address``, or for an in-process cluster of ``threads`` threads when it is None."""
+def dask_client(address: str | None, threads: int, gpus: int = 0) -> Iterator[Client]:
+    """A client for ``address``, or for an in-process cluster when it is None.
+
+    In-process: one worker of ``threads`` threads, or with several GPUs one worker per GPU (named 0..n-1,
+    see ``blocks.worker_inference``), each offering ``GPU=1`` so a block holds exactly one device.
+    """
     if address is None:
+        pool = dict(n_workers=gpus, resources={"GPU": 1}) if gpus > 1 else dict(n_workers=1)
         with LocalCluster(
-            n_workers=1, threads_per_worker=threads, processes=False,
-            dashboard_address=None, silence_logs=logging.WARNING,
+            threads_per_worker=threads, processes=False, dashboard_address=None,
+            silence_logs=logging.WARNING, **pool,
         ) as cluster, Client(cluster) as client:
             yield client
         return

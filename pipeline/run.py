@@ -25,7 +25,7 @@ from pipeline.blend import NODATA_CLASS, UnitAssembler, UnitResult
 from pipeline.blocks import BlockJob
 from pipeline.config import SegmentConfig
 from pipeline.errors import OutputError
-from pipeline.execute import dask_client, run_blocks
+from pipeline.execute import dask_client, local_gpu_count, run_blocks
 from pipeline.grid import BlockPlan
 from pipeline.infer import InferenceSettings
 from pipeline.journal import BlockJournal
@@ -201,8 +201,11 @@ def infer_blocks(job: SceneJob, progress: Progress | None = None, journal_interv
                 journal.unit_written(unit.key)
 
     write(assembler.add(journal.saved_partials()))
-    with dask_client(job.config.dask_address, job.config.max_in_flight) as client:
-        for output in run_blocks(client, job.block_job, indices, job.config.max_in_flight):
+    gpus = local_gpu_count(job.config.device) if job.config.dask_address is None else 0
+    # Keep every device busy: at least two blocks in flight per GPU (one inferring, one being read).
+    in_flight = max(job.config.max_in_flight, 2 * gpus)
+    with dask_client(job.config.dask_address, job.config.max_in_flight, gpus) as client:
+        for output in run_blocks(client, job.block_job, indices, in_flight):
             write(output.finals)
             journal.block_done(output.index, output.partials)
             write(assembler.add(output.partials))

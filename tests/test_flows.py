@@ -76,3 +76,14 @@ def test_stac_item_collection_inbox_is_processed_like_a_directory(tmp_path, tiny
     assert sorted(read_scenes(tmp_path / "out" / "sceneseg.gpkg")["scene_id"]) == ["item-0", "item-1"]
     assert (tmp_path / "out" / "item-0_mask.tif").exists()
     shutil.rmtree(assets)
+
+
+def test_nightly_deployment_is_scheduled_in_local_time_and_never_overlaps():
+    from flows.nightly import schedule_options
+
+    deployment = nightly.to_deployment(**schedule_options("/in", "/out", "0 2 * * *", "Europe/Berlin"))
+    [schedule] = deployment.schedules
+    assert schedule.schedule.cron == "0 2 * * *" and schedule.schedule.timezone == "Europe/Berlin"
+    assert deployment.concurrency_limit == 1
+    assert deployment.concurrency_options.collision_strategy == "CANCEL_NEW"
+    assert deployment.parameters["inbox"] == "/in"
