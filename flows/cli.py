@@ -21,7 +21,7 @@ from pipeline.errors import SceneSegError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Segment GeoTIFF scenes into building and road maps.")
 err = Console(stderr=True)
-out = Console()
+console = Console()
 
 #: Seed of the demo scene: the demo model never saw it in training (its training seeds are below 1000).
 DEMO_SEED = 4242
@@ -108,7 +108,7 @@ def _print_results(results: list[dict]) -> None:
         c = r["counts"]
         table.add_row(r["scene_id"], str(c.get("buildings", 0)), str(c.get("roads", 0)),
                       str(c.get("road_centerlines", 0)), str(r["blocks"]), f"{r['seconds']['total']:.1f}", r["mask"])
-    out.print(table)
+    console.print(table)
 
 
 @app.command()
@@ -138,8 +138,8 @@ def demo(
     table.add_column("value", justify="right")
     for key, value in scores.items():
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    out.print(table)
-    out.print(f"Open {summary['mask']} and {summary['gpkg']} in QGIS over {scene.path}.")
+    console.print(table)
+    console.print(f"Open {summary['mask']} and {summary['gpkg']} in QGIS over {scene.path}.")
 
 
 @app.command()
@@ -159,6 +159,45 @@ def evaluate(
         raise _fail(exc) from exc
     json.dump(scores, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+@app.command()
+def train(
+    scenes: Annotated[list[Path], typer.Option("--scenes", help="Training GeoTIFF scene(s); repeat or glob.")],
+    labels: Annotated[Path, typer.Option(help="GeoPackage/GeoJSON of labelled polygons.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (the best by validation IoU).")],
+    arch: Annotated[str, typer.Option(help="unet or unetpp.")] = "unet",
+    classes: Annotated[str, typer.Option(help="Comma-separated class names, background first.")] = "background,building,road",
+    class_column: Annotated[str, typer.Option(help="Label column with class names ('' for one layer per class).")] = "class",
+    epochs: Annotated[int, typer.Option(help="Epochs at most (early stopping may end sooner).")] = 20,
+    steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = 100,
+    batch_size: Annotated[int, typer.Option(help="Tiles per batch.")] = 8,
+    tile_size: Annotated[int, typer.Option(help="Training tile side in pixels.")] = 256,
+    base_channels: Annotated[int, typer.Option(help="Width of the first level.")] = 16,
+    depth: Annotated[int, typer.Option(help="Encoder levels.")] = 4,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    loss: Annotated[str, typer.Option(help="ce (softmax) or bce (sigmoid per class); Dice is added.")] = "ce",
+    device: DeviceOpt = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed (runs are deterministic on CPU).")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")] = False,
+) -> None:
+    """Train a U-Net or U-Net++ on labelled scenes; the checkpoint carries bands, normalization and classes."""
+    from models.train import train_from_paths
+
+    names = [c.strip() for c in classes.split(",") if c.strip()]
+    try:
+        result = train_from_paths(
+            scenes, labels, out=out, arch=arch, classes=names, class_column=class_column or None,
+            epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, tile_size=tile_size,
+            arch_kwargs={"base_channels": base_channels, "depth": depth}, lr=lr, loss=loss, device=device,
+            seed=seed, resume=resume,
+        )
+    except SceneSegError as exc:
+        raise _fail(exc) from exc
+    except ValueError as exc:  # pydantic names the option and the value
+        raise _fail(exc) from exc
+    best = {k: v for k, v in result.best.items() if not isinstance(v, (list, dict))}
+    console.print_json(data={"checkpoint": str(result.checkpoint), **best})
 
 
 @app.command()

@@ -1,0 +1,68 @@
+"""`sceneseg evaluate`: truth against itself scores perfectly; a shifted prediction scores less; bad pairs are named."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from shapely import affinity
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipeline.grid import Shape2d
+from pipeline.synthetic import read_truth, rasterize_truth, write_synthetic_scene
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def truth_scene(tmp_path_factory):
+    return write_synthetic_scene(tmp_path_factory.mktemp("eval") / "scene.tif", 384, 384, seed=11)
+
+
+def _evaluate(*args):
+    result = runner.invoke(app, ["evaluate", *map(str, args)])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_truth_against_itself_is_perfect(truth_scene):
+    scores = _evaluate(truth_scene.truth_path, truth_scene.truth_path)
+    assert scores["building_tp"] > 3
+    assert scores["building_f1"] == 1.0
+    assert scores["centerline_completeness"] == pytest.approx(1.0)
+    assert scores["centerline_correctness"] == pytest.approx(1.0)
+
+
+def test_shifted_buildings_lose_matches_and_masks_get_pixel_iou(truth_scene, tmp_path):
+    truth = read_truth(truth_scene.truth_path)
+    shifted = truth["buildings"].copy()
+    shifted["geometry"] = [affinity.translate(g, 6.0, 0.0) for g in shifted.geometry]  # 6 m east
+    pred = tmp_path / "pred.gpkg"
+    gpd.GeoDataFrame(shifted, crs=truth["buildings"].crs).to_file(pred, layer="buildings", engine="pyogrio")
+    scores = _evaluate(pred, truth_scene.truth_path)
+    assert scores["building_f1"] < 0.5
+
+    mask_path = tmp_path / "mask.tif"
+    mask = rasterize_truth(truth, truth_scene.transform, truth_scene.shape)
+    with rasterio.open(mask_path, "w", driver="GTiff", width=384, height=384, count=1, dtype="uint8",
+                       crs=truth_scene.crs, transform=truth_scene.transform) as dst:
+        dst.write(mask, 1)
+    pixel = _evaluate(mask_path, truth_scene.truth_path)
+    assert pixel["building_pixel_iou"] == pytest.approx(1.0) and pixel["road_pixel_iou"] == pytest.approx(1.0)
+    assert Shape2d(*mask.shape) == truth_scene.shape
+
+
+def test_masks_on_different_grids_are_refused(tmp_path, truth_scene):
+    paths = []
+    for name, size in (("a.tif", 64), ("b.tif", 65)):
+        path = tmp_path / name
+        with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8",
+                           crs=truth_scene.crs, transform=truth_scene.transform) as dst:
+            dst.write(np.zeros((size, size), dtype=np.uint8), 1)
+        paths.append(path)
+    result = runner.invoke(app, ["evaluate", *map(str, paths)])
+    assert result.exit_code != 0 and "same grid" in " ".join(result.output.split())
