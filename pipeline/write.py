@@ -2,8 +2,8 @@
 
 Blocks and seams finish in any order and are not aligned with a compressed GeoTIFF's internal tiles;
 partial updates of compressed tiles make GDAL rewrite them at the end of the file and cannot survive a
-killed process. So units go into uncompressed memory-mapped arrays in a hidden working directory beside
-the outputs (cheap random writes, flushed for resume), and when the scene is complete GDAL's COG
+killed process. So units go into uncompressed raw arrays in a hidden working directory beside the
+outputs (cheap random writes, fsynced for resume), and when the scene is complete GDAL's COG
 driver copies them through a raw VRT into a tiled, compressed, overviewed GeoTIFF under a temporary
 name that is renamed into place. The published file is therefore always complete.
 """
@@ -14,6 +14,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -23,11 +24,11 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
 
-from pipeline.blend import NODATA_CLASS, UnitResult
+from pipeline.blend import UnitResult
 from pipeline.errors import OutputError
 from pipeline.grid import Region, Shape2d
 
-__all__ = ["WorkingStore", "publish_raster", "CLASS_COLORS", "atomic_path"]
+__all__ = ["RawBand", "WorkingStore", "publish_raster", "CLASS_COLORS", "atomic_path"]
 
 #: Palette written into the mask so GIS software shows classes without styling.
 CLASS_COLORS: dict[str, tuple[int, int, int, int]] = {
@@ -42,8 +43,58 @@ def atomic_path(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
 
 
+@dataclass(frozen=True)
+class RawBand:
+    """A uint8 ``.npy`` file on disk, mapped a row band at a time.
+
+    A long-lived mapping of the whole file would count every page ever touched in the process's resident
+    memory, which then grows with the scene; mapping only the rows a write or read needs keeps it flat.
+    """
+
+    path: Path
+    shape: Shape2d
+    offset: int
+
+    @classmethod
+    def open(cls, path: Path, shape: Shape2d) -> RawBand:
+        """Open ``path`` if it holds a uint8 array of ``shape``, else create it (sparse: no bytes written)."""
+        dims = (shape.rows, shape.cols)
+        if path.exists():
+            existing = np.load(path, mmap_mode="r")  # reads the header; touches no data page
+            usable = existing.shape == dims and existing.dtype == np.uint8 and existing.flags.c_contiguous
+            offset = existing.offset
+            del existing
+            if usable:
+                return cls(path, shape, offset)
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": dims})
+            offset = f.tell()
+            f.truncate(offset + shape.size)
+        return cls(path, shape, offset)
+
+    def _rows(self, region: Region, mode: str) -> np.memmap:
+        return np.memmap(self.path, dtype=np.uint8, mode=mode, offset=self.offset + region.row * self.shape.cols,
+                         shape=(region.rows, self.shape.cols))
+
+    def write(self, region: Region, values: np.ndarray) -> None:
+        band = self._rows(region, "r+")
+        band[:, region.col : region.col_stop] = values
+        band.flush()
+        del band
+
+    def read(self, region: Region) -> np.ndarray:
+        band = self._rows(region, "r")
+        out = np.array(band[:, region.col : region.col_stop])
+        del band
+        return out
+
+    def fsync(self) -> None:
+        with open(self.path, "rb+") as f:
+            os.fsync(f.fileno())
+
+
 class WorkingStore:
-    """Memory-mapped mask and confidence arrays of one scene, in a hidden working directory."""
+    """The mask and confidence of one scene as raw arrays in a hidden working directory."""
 
     MASK = "mask.npy"
     CONFIDENCE = "confidence.npy"
@@ -52,40 +103,30 @@ class WorkingStore:
         self.directory = Path(directory)
         self.shape = shape
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.mask = self._open(self.MASK)
-        self.confidence = self._open(self.CONFIDENCE)
+        self.mask = RawBand.open(self.directory / self.MASK, shape)
+        self.confidence = RawBand.open(self.directory / self.CONFIDENCE, shape)
         self.writes: Counter[Region] = Counter()
         #: Blocks a resumed run found already done (set by the run loop).
         self.resumed_blocks = 0
 
-    def _open(self, name: str) -> np.memmap:
-        path = self.directory / name
-        dims = (self.shape.rows, self.shape.cols)
-        if path.exists():
-            array = np.load(path, mmap_mode="r+")
-            if array.shape == dims and array.dtype == np.uint8:
-                return array
-        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=dims)
-        array[:] = NODATA_CLASS if name == self.MASK else 0
-        return array
-
     def write(self, unit: UnitResult) -> None:
-        rows, cols = unit.region.slices_in(Region.of_shape(self.shape))
-        self.mask[rows, cols] = unit.mask
-        self.confidence[rows, cols] = unit.confidence
+        """Write a final unit; every pixel of the scene is written exactly once per run."""
+        if not Region.of_shape(self.shape).contains(unit.region):
+            raise ValueError(f"{unit.region} lies outside the scene {self.shape}")
+        self.mask.write(unit.region, unit.mask)
+        self.confidence.write(unit.region, unit.confidence)
         self.writes[unit.region] += 1
 
     def read(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
         """Mask and confidence over ``region`` (inside the scene), as arrays."""
-        rows, cols = region.slices_in(Region.of_shape(self.shape))
-        return np.asarray(self.mask[rows, cols]), np.asarray(self.confidence[rows, cols])
+        return self.mask.read(region), self.confidence.read(region)
 
     def flush(self) -> None:
-        self.mask.flush()
-        self.confidence.flush()
+        """Make everything written so far durable (the journal's checkpoints rely on it)."""
+        self.mask.fsync()
+        self.confidence.fsync()
 
     def remove(self) -> None:
-        del self.mask, self.confidence
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -123,7 +164,7 @@ def _vrt_xml(
 
 
 def publish_raster(
-    array: np.memmap,
+    band: RawBand,
     dst: Path,
     transform: Affine,
     crs: CRS,
@@ -133,12 +174,8 @@ def publish_raster(
     description: str = "",
     tags: dict[str, str] | None = None,
 ) -> Path:
-    """Copy a uint8 memory-mapped ``.npy`` to a COG at ``dst`` (written to a temporary name, then renamed)."""
-    array.flush()
-    shape = Shape2d(*array.shape)
-    xml = _vrt_xml(
-        Path(array.filename), array.offset, shape, transform, crs, nodata, classes, description, tags or {}
-    )
+    """Copy a raw band to a COG at ``dst`` (written to a temporary name, then renamed)."""
+    xml = _vrt_xml(band.path, band.offset, band.shape, transform, crs, nodata, classes, description, tags or {})
     tmp = atomic_path(dst)
     resampling = "MODE" if classes else "AVERAGE"
     try:
