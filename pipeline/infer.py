@@ -79,6 +79,7 @@ class Predictor:
         self.model = torch.compile(model) if settings.compile else model
         # One forward at a time per model: concurrent forwards on one device only contend for it.
         self._lock = threading.Lock()
+        self._staging: torch.Tensor | None = None
 
     @torch.inference_mode()
     def predict(self, tiles: np.ndarray) -> np.ndarray:
@@ -94,12 +95,20 @@ class Predictor:
             outputs.append(self._forward(batch)[: min(size, n - start)])
         return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
 
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
+    def _to_device(self, batch: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        x = x.contiguous(memory_format=self.memory_format)
+        if self.device.type != "cuda":
+            return x.contiguous(memory_format=self.memory_format)
+        # A pinned staging buffer, reused (batches have one fixed shape), makes the copy asynchronous;
+        # it is safe to refill because each forward ends with a synchronizing copy back to the host.
+        if self._staging is None or self._staging.shape != x.shape:
+            self._staging = torch.empty(x.shape, dtype=torch.float32, pin_memory=True)
+        self._staging.copy_(x)
+        return self._staging.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
+            x = self._to_device(batch)
             if self.autocast_dtype is not None:
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                     logits = self.model(x)
