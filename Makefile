@@ -10,6 +10,8 @@ TORCH_VERSION ?= 2.13.0
 # On a GPU machine `make TORCH_INDEX_URL=<the PyTorch CUDA wheel index>` picks the matching CUDA build.
 TORCH_INDEX_URL ?=
 DEMO_OUT ?= demo-output
+# The temporary Prefect server's telemetry write can hit "database is locked" on a busy SQLite file.
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: setup demo test bench clean
 

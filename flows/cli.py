@@ -127,7 +127,9 @@ def demo(
         err.print(f"writing a {size} x {size} synthetic scene (seed {DEMO_SEED}) to {out}/demo-scene.tif")
         scene = write_synthetic_scene(out / "demo-scene.tif", size, size, seed=DEMO_SEED)
         err.print("running the segment-scene flow (local Prefect, local Dask)")
-        summary = segment_scene(str(scene.path), str(out), SegmentConfig(model=model, overwrite=True))
+        # 1024-pixel blocks: the demo scene streams as several blocks, as a large scene would.
+        config = SegmentConfig(model=model, block_size=1024, overwrite=True)
+        summary = segment_scene(str(scene.path), str(out), config)
         scores = evaluate_outputs(Path(summary["mask"]), Path(summary["gpkg"]), scene.truth_path,
                                   scene_id=summary["scene_id"])
     except SceneSegError as exc:
