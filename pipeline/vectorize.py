@@ -276,9 +276,10 @@ def vectorize_scene(
     """
     crs = CRS.from_user_input(crs)
     names = {name: cid for cid, name in classes.items()}
-    if "building" not in names or "road" not in names:
-        raise ConfigError(f"classes must name a 'building' and a 'road' class, got {dict(classes)}")
-    road_id = names["road"]
+    if not {"building", "road"} & names.keys():
+        raise ConfigError(f"classes must name a 'building' or a 'road' class, got {dict(classes)}")
+    # A model without one of the classes (a building-only model, say) gets that layer empty.
+    building_id, road_id = names.get("building", -1), names.get("road", -1)
     frame = GroundFrame.for_scene(transform, crs, shape)
     px_area = frame.pixel_area_m2
     min_road_px = int(np.ceil(settings.min_road_area_m2 / px_area))
@@ -292,11 +293,12 @@ def vectorize_scene(
         mask, confidence = _read(read_chunk, window)
         rows, cols = core.slices_in(window)
         chunks.append(polygonize_chunk(mask[rows, cols], confidence[rows, cols], core, classes.keys()))
-        pieces.append(skeleton_lines(mask == road_id, window, core, shape, min_component_px=min_road_px))
+        if road_id >= 0:
+            pieces.append(skeleton_lines(mask == road_id, window, core, shape, min_component_px=min_road_px))
     stitched = stitch(chunks)
 
     tolerance_m = settings.simplify_tolerance_px * frame.pixel_size_m
-    b = stitched.of_class(names["building"])
+    b = stitched.of_class(building_id)
     b_geoms, b_index = clean_buildings(
         apply_affine(b.geometries, frame.to_ground),
         pixel_size=frame.pixel_size_m,

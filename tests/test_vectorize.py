@@ -203,3 +203,24 @@ def test_settings_are_validated():
         VectorSettings(min_building_area_m2=-1)
     with pytest.raises(ConfigError, match="building"):
         vectorize_scene(reader(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8)), Shape2d(4, 4), TRANSFORM, UTM, classes={1: "house"})
+
+
+def test_a_building_only_model_gets_empty_road_layers():
+    from affine import Affine
+
+    from pipeline.grid import Region, Shape2d
+    from pipeline.vectorize import VectorSettings, vectorize_scene
+
+    mask = np.zeros((120, 140), dtype=np.uint8)
+    mask[10:40, 20:60] = 1
+    mask[70:110, 80:130] = 1
+    confidence = np.full(mask.shape, 200, dtype=np.uint8)
+
+    def read(region: Region):
+        rows, cols = region.slices_in(Region.of_shape(Shape2d(*mask.shape)))
+        return mask[rows, cols], confidence[rows, cols]
+
+    layers = vectorize_scene(read, Shape2d(*mask.shape), Affine(0.5, 0, 300000, 0, -0.5, 3000000), "EPSG:32645",
+                             classes={1: "building"}, settings=VectorSettings(chunk_size=64))
+    assert len(layers.buildings) == 2
+    assert len(layers.roads) == 0 and len(layers.road_centerlines) == 0
