@@ -20,6 +20,7 @@ from torch import nn
 from pipeline.errors import ConfigError
 
 __all__ = [
+    "encoder_levels",
     "UpMode",
     "DoubleConv",
     "Up",
@@ -75,6 +76,13 @@ def align_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     if dr == 0 and dc == 0:
         return x
     return F.pad(x, [dc // 2, dc - dc // 2, dr // 2, dr - dr // 2])
+
+
+def encoder_levels(in_channels: int, widths: list[int]) -> nn.ModuleList:
+    """The encoder's DoubleConv per level (``widths[i]`` channels at level ``i``), shared by the U-Net family."""
+    return nn.ModuleList(
+        [DoubleConv(in_channels, widths[0])] + [DoubleConv(widths[i - 1], widths[i]) for i in range(1, len(widths))]
+    )
 
 
 def init_weights(module: nn.Module) -> None:
@@ -152,10 +160,7 @@ class UNet(nn.Module):
         self.up_mode = up_mode
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
-        self.encoder = nn.ModuleList(
-            [DoubleConv(in_channels, widths[0])]
-            + [DoubleConv(widths[i - 1], widths[i]) for i in range(1, depth + 1)]
-        )
+        self.encoder = encoder_levels(in_channels, widths)
         self.ups = nn.ModuleList([Up(widths[i + 1], widths[i], up_mode) for i in reversed(range(depth))])
         self.decoder = nn.ModuleList([DoubleConv(2 * widths[i], widths[i]) for i in reversed(range(depth))])
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)

@@ -22,6 +22,7 @@ from models.unet import (
     align_to,
     check_arch_options,
     check_input_size,
+    encoder_levels,
     init_weights,
     unet_receptive_field,
 )
@@ -59,10 +60,7 @@ class UNetPlusPlus(nn.Module):
         self.deep_supervision = deep_supervision
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
-        self.encoder = nn.ModuleList(
-            [DoubleConv(in_channels, widths[0])]
-            + [DoubleConv(widths[i - 1], widths[i]) for i in range(1, depth + 1)]
-        )
+        self.encoder = encoder_levels(in_channels, widths)
         # Keys "i_j" name node X[i][j]; each up-sampler feeds exactly one node.
         self.ups = nn.ModuleDict()
         self.nodes = nn.ModuleDict()
