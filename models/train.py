@@ -1,0 +1,542 @@
+"""Training a segmentation model: one validated config, a seeded loop, best and last checkpoints.
+
+``train`` draws random augmented tiles from the training sources, optimises CE (or BCE) plus Dice with
+AdamW on a warm-up + cosine schedule, scores per-class IoU and Dice on fixed validation tiles after each
+epoch, keeps the checkpoint with the best mean foreground IoU (with a full :class:`ModelCard`), stops
+early after ``patience`` epochs without improvement, and resumes from ``<out>.last.pt``.
+
+The run is a pure function of the config and the data: item ``i`` of epoch ``e`` is drawn from
+``(seed, e, i)``, and the learning rate is a function of the step, so a resumed run continues the same
+sequence of batches a run without interruption would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.augment import Augment
+from models.checkpoint import ModelCard, save_checkpoint
+from models.data import (
+    LabelSpec,
+    SceneData,
+    TrainingSource,
+    TrainTiles,
+    ValidationTiles,
+    band_stats,
+    iter_batches,
+    split_by_area,
+)
+from models.factory import create_model
+from models.losses import SegmentationLoss, confusion_counts, iou_and_dice_per_class
+from pipeline.errors import CheckpointError, ConfigError, OutputError
+
+__all__ = ["TrainConfig", "TrainResult", "train", "train_from_paths", "evaluate", "last_checkpoint_path"]
+
+log = logging.getLogger(__name__)
+
+_STATE_FORMAT = "sceneseg-train-state"
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides a training run; saved in the checkpoint card so the run can be repeated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: str = Field("unet", description="Architecture name for models.factory.create_model.")
+    arch_kwargs: dict[str, Any] = Field(
+        default_factory=lambda: {"base_channels": 16, "depth": 4},
+        description="Architecture options besides in_channels and num_classes (set from bands and classes).",
+    )
+    classes: list[str] = Field(
+        default_factory=lambda: ["background", "building", "road"],
+        description="Class names by output channel; 'background' first.",
+    )
+    bands: list[int] = Field(
+        default_factory=lambda: [1, 2, 3], description="1-based bands read from the scenes."
+    )
+    tile_size: int = Field(256, ge=16, description="Training tile side in pixels, a multiple of 2**depth.")
+    inference_tile_size: int | None = Field(
+        None, ge=16, description="Tile side recommended for inference in the card (default: tile_size)."
+    )
+    context_margin: int = Field(
+        24, ge=0, description="Context margin recorded in the card (overlap = 2 x margin)."
+    )
+    batch_size: int = Field(8, ge=1, description="Tiles per optimisation step.")
+    epochs: int = Field(20, ge=1, description="Most epochs to run.")
+    steps_per_epoch: int = Field(50, ge=1, description="Optimisation steps per epoch.")
+    lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW; linear warm-up, cosine decay).")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    warmup_steps: int = Field(50, ge=0, description="Steps of linear learning-rate warm-up.")
+    loss: Literal["ce", "bce"] = Field(
+        "ce", description="ce: softmax + cross-entropy; bce: sigmoid + BCE per class."
+    )
+    dice_weight: float = Field(1.0, ge=0, description="Weight of the Dice term added to CE / BCE.")
+    class_weights: list[float] | None = Field(None, description="Per-class weights of both loss terms.")
+    augment: Augment = Field(default_factory=Augment, description="Training augmentation.")
+    seed: int = Field(0, description="Seed of weights, tile sampling and augmentation.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU."
+    )
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many epochs without a better validation IoU."
+    )
+    val_tiles: int | None = Field(64, ge=1, description="Most validation tiles scored per epoch (None: all).")
+    stats_tiles: int = Field(64, ge=1, description="Training tiles sampled for the band mean and std.")
+    out: Path = Field(
+        Path("model.pt"), description="Best checkpoint path; the resumable state is <out>.last.pt."
+    )
+    resume: bool = Field(False, description="Continue from <out>.last.pt when it exists.")
+    description: str = Field("", description="Free text stored in the card's training record.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        reserved = {"in_channels", "num_classes"} & set(self.arch_kwargs)
+        if reserved:
+            raise ValueError(
+                f"arch_kwargs must not set {sorted(reserved)}: they follow from bands and classes"
+            )
+        if not self.classes or self.classes[0] != "background" or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be unique and start with 'background', got {self.classes}")
+        multiple = 2 ** int(self.arch_kwargs.get("depth", 4))
+        for name in ("tile_size", "inference_tile_size"):
+            value = getattr(self, name)
+            if value is not None and value % multiple:
+                raise ValueError(f"{name} {value} must be a multiple of 2**depth = {multiple}")
+        if self.class_weights is not None and len(self.class_weights) != len(self.classes):
+            raise ValueError(
+                f"class_weights has {len(self.class_weights)} values for {len(self.classes)} classes"
+            )
+        return self
+
+    @property
+    def full_arch_kwargs(self) -> dict[str, Any]:
+        return {"in_channels": len(self.bands), "num_classes": len(self.classes), **self.arch_kwargs}
+
+    @property
+    def activation(self) -> Literal["softmax", "sigmoid"]:
+        return "softmax" if self.loss == "ce" else "sigmoid"
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    checkpoint: Path
+    last: Path
+    history: list[dict[str, Any]]
+    best: dict[str, Any]
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def last_checkpoint_path(out: str | Path) -> Path:
+    """The resumable state beside the best checkpoint: ``model.pt`` -> ``model.last.pt``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.last.pt")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but torch sees no CUDA device: use --device cpu")
+    return device
+
+
+def _autocast(device: torch.device, precision: str):
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _lr_at(step: int, total: int, config: TrainConfig) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to 1% of it at the last step."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, total - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _predict(logits: torch.Tensor, activation: str) -> torch.Tensor:
+    # Sigmoid models: the most probable class per pixel, as inference decides.
+    return logits.argmax(dim=1) if activation == "softmax" else logits.sigmoid().argmax(dim=1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module, tiles: ValidationTiles, config: TrainConfig, device: torch.device
+) -> dict[str, Any]:
+    """Per-class IoU and Dice over the validation tiles, their foreground mean, and the mean loss."""
+    model.eval()
+    loss_fn = _loss(config).to(device)
+    counts = np.zeros((len(config.classes),) * 2, dtype=np.int64)
+    loss_sum, n = 0.0, 0
+    for images, masks in iter_batches(tiles, config.batch_size):
+        images, masks = images.to(device), masks.to(device)
+        with _autocast(device, config.precision):
+            logits = model(images)
+        logits = logits.float()
+        loss_sum += float(loss_fn(logits, masks)) * len(images)
+        n += len(images)
+        counts += confusion_counts(_predict(logits, config.activation), masks, len(config.classes))
+    per_class = iou_and_dice_per_class(counts, config.classes)
+    foreground = [per_class[c]["iou"] for c in config.classes[1:]]
+    return {
+        "val_loss": loss_sum / max(n, 1),
+        "mean_iou": float(np.nanmean(foreground)) if not all(math.isnan(v) for v in foreground) else 0.0,
+        "per_class": per_class,
+    }
+
+
+def _loss(config: TrainConfig) -> SegmentationLoss:
+    return SegmentationLoss(
+        activation=config.activation, dice_weight=config.dice_weight, class_weights=config.class_weights
+    )
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the resumable state atomically; it holds only tensors and primitives (weights_only loads it)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write training state {path}: {exc}; check free space and permissions"
+        ) from exc
+
+
+def _load_state(path: Path, config: TrainConfig) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt or foreign file
+        raise CheckpointError(f"cannot resume from {path}: {exc}; delete it to start afresh") from None
+    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+        raise CheckpointError(f"{path} is not a sceneseg training state; delete it to start afresh")
+    saved = state["config"]
+    now = config.model_dump(mode="json")
+    # Only settings that do not change what is learnt may differ on resume (e.g. more epochs, patience).
+    free = {"epochs", "patience", "resume", "device", "out", "description"}
+    changed = sorted(k for k in now if k not in free and saved.get(k) != now[k])
+    if changed:
+        raise ConfigError(
+            f"cannot resume from {path}: settings {changed} differ from the saved run; "
+            "use the same settings, or delete the file to start afresh"
+        )
+    return state
+
+
+def _card(config: TrainConfig, mean: list[float], std: list[float], record: dict[str, Any]) -> ModelCard:
+    return ModelCard(
+        arch=config.arch,
+        arch_kwargs=config.full_arch_kwargs,
+        classes=list(config.classes),
+        bands=list(config.bands),
+        mean=mean,
+        std=std,
+        activation=config.activation,
+        tile_size=config.inference_tile_size or config.tile_size,
+        context_margin=config.context_margin,
+        training=record,
+    )
+
+
+def _data_record(sources: Sequence[TrainingSource]) -> list[dict[str, Any]]:
+    return [
+        {
+            "image": str(s.image),
+            "labels": str(s.labels),
+            "region": None
+            if s.region is None
+            else [s.region.row, s.region.col, s.region.rows, s.region.cols],
+        }
+        for s in sources
+    ]
+
+
+def _progress_bar(enabled: bool, total: int, done: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, unit="step", dynamic_ncols=True, leave=False)
+
+
+@contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels on CPU for the run, then the caller's setting back."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+@dataclass
+class _Run:
+    """The mutable state of a run: what ``<out>.last.pt`` saves and a resumed run loads."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    mean: list[float]
+    std: list[float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "mean_iou": -1.0})
+    since_best: int = 0
+    epoch: int = 0
+
+    def state(self, config: TrainConfig) -> dict[str, Any]:
+        return {
+            "format": _STATE_FORMAT,
+            "config": config.model_dump(mode="json"),
+            "epoch": self.epoch,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "mean": self.mean,
+            "std": self.std,
+            "history": self.history,
+            "best": self.best,
+            "since_best": self.since_best,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history, self.best = state["history"], state["best"]
+        self.since_best, self.epoch = state["since_best"], state["epoch"]
+
+
+def _train_epoch(
+    run: _Run,
+    tiles: TrainTiles,
+    loss_fn: SegmentationLoss,
+    config: TrainConfig,
+    device: torch.device,
+    bar: Any,
+) -> float:
+    """One epoch of optimisation steps; returns the mean training loss."""
+    run.model.train()
+    tiles.epoch = run.epoch
+    total_steps = config.epochs * config.steps_per_epoch
+    losses = []
+    for step, (images, masks) in enumerate(iter_batches(tiles, config.batch_size)):
+        for group in run.optimizer.param_groups:
+            group["lr"] = _lr_at(run.epoch * config.steps_per_epoch + step, total_steps, config)
+        images, masks = images.to(device), masks.to(device)
+        with _autocast(device, config.precision):
+            logits = run.model(images)
+        # The loss in fp32 whatever the autocast; U-Net++ with deep supervision gives a list of heads.
+        logits = logits.float() if isinstance(logits, torch.Tensor) else [x.float() for x in logits]
+        loss = loss_fn(logits, masks)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        losses.append(float(loss.detach()))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(epoch=run.epoch + 1, loss=f"{losses[-1]:.3f}")
+    return float(np.mean(losses))
+
+
+def train(
+    config: TrainConfig,
+    sources_train: Sequence[TrainingSource],
+    sources_val: Sequence[TrainingSource],
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train ``config.arch`` on tiles of ``sources_train``, validating on ``sources_val`` after each epoch.
+
+    Writes the best checkpoint (by mean foreground IoU) to ``config.out`` and the resumable state to
+    ``<out>.last.pt`` after every epoch, then calls ``on_epoch`` with the epoch's history entry.
+
+    Raises:
+        ConfigError: bad settings, or sources that cannot give a tile.
+        CheckpointError: ``resume`` from a state of a different run.
+    """
+    if not sources_train or not sources_val:
+        raise ConfigError("training needs at least one training and one validation source")
+    t_start = time.perf_counter()
+    device = _device(config.device)
+    with _deterministic(device):
+        run, stopped_early = _train(config, sources_train, sources_val, device, progress, on_epoch, t_start)
+    if not Path(config.out).is_file():
+        raise OutputError(
+            f"training ended without writing {config.out}: no epoch ran; raise epochs or turn off resume"
+        )
+    return TrainResult(
+        checkpoint=Path(config.out),
+        last=last_checkpoint_path(config.out),
+        history=run.history,
+        best=run.best,
+        stopped_early=stopped_early,
+        seconds=time.perf_counter() - t_start,
+    )
+
+
+def _train(
+    config: TrainConfig,
+    sources_train: Sequence[TrainingSource],
+    sources_val: Sequence[TrainingSource],
+    device: torch.device,
+    progress: bool,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+    t_start: float,
+) -> tuple[_Run, bool]:
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    last_path = last_checkpoint_path(out)
+    train_scenes = [SceneData(s, config.classes, config.bands) for s in sources_train]
+    val_scenes = [SceneData(s, config.classes, config.bands) for s in sources_val]
+    state = _load_state(last_path, config) if config.resume and last_path.is_file() else None
+    if state is not None:
+        mean, std = list(state["mean"]), list(state["std"])
+    else:
+        mean, std = band_stats(train_scenes, config.tile_size, config.stats_tiles, config.seed)
+
+    model = create_model(config.arch, **config.full_arch_kwargs).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    run = _Run(model, optimizer, mean, std)
+    if state is not None:
+        run.restore(state)
+        log.info("resuming from %s after epoch %d", last_path, run.epoch)
+    loss_fn = _loss(config).to(device)
+    tiles = TrainTiles(
+        train_scenes,
+        config.tile_size,
+        config.steps_per_epoch * config.batch_size,
+        mean,
+        std,
+        config.augment,
+        config.seed,
+    )
+    val_tiles = ValidationTiles(val_scenes, config.tile_size, mean, std, config.val_tiles)
+    record = {
+        "config": config.model_dump(mode="json"),
+        "train_data": _data_record(sources_train),
+        "val_data": _data_record(sources_val),
+        "val_tiles": len(val_tiles),
+        "loss": f"{config.loss} + {config.dice_weight} x dice",
+        "torch": torch.__version__,
+        "device": str(device),
+    }
+    bar = _progress_bar(progress, config.epochs * config.steps_per_epoch, run.epoch * config.steps_per_epoch)
+    try:
+        while run.epoch < config.epochs:
+            if config.patience is not None and run.since_best >= config.patience:
+                return run, True
+            t_epoch = time.perf_counter()
+            train_loss = _train_epoch(run, tiles, loss_fn, config, device, bar)
+            metrics = evaluate(run.model, val_tiles, config, device)
+            run.epoch += 1
+            entry = {
+                "epoch": run.epoch,
+                "train_loss": train_loss,
+                **metrics,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - t_epoch,
+            }
+            run.history.append(entry)
+            improved = metrics["mean_iou"] > run.best["mean_iou"]
+            if improved:
+                run.best = {
+                    "epoch": run.epoch,
+                    "mean_iou": metrics["mean_iou"],
+                    "per_class": metrics["per_class"],
+                    "val_loss": metrics["val_loss"],
+                }
+                run.since_best = 0
+                training = {
+                    **record,
+                    "epochs": run.epoch,
+                    "seed": config.seed,
+                    "best": run.best,
+                    "history": run.history,
+                    "seconds": time.perf_counter() - t_start,
+                }
+                save_checkpoint(out, run.model, _card(config, mean, std, training))
+            else:
+                run.since_best += 1
+            ious = " ".join(f"{c}={metrics['per_class'][c]['iou']:.3f}" for c in config.classes[1:])
+            log.info(
+                "epoch %d/%d loss %.4f val_loss %.4f IoU %s mean %.3f%s (%.0f s)",
+                run.epoch,
+                config.epochs,
+                train_loss,
+                metrics["val_loss"],
+                ious,
+                metrics["mean_iou"],
+                " best" if improved else "",
+                entry["seconds"],
+            )
+            _save_state(last_path, run.state(config))
+            if on_epoch is not None:
+                on_epoch(entry)
+    finally:
+        if bar is not None:
+            bar.close()
+    return run, False
+
+
+def train_from_paths(
+    scenes: Sequence[str | Path],
+    labels: str | Path,
+    *,
+    out: str | Path,
+    arch: str = "unet",
+    classes: Sequence[str] = ("background", "building", "road"),
+    class_column: str | None = "class",
+    layer_classes: dict[str, str] | None = None,
+    val_fraction: float = 0.2,
+    progress: bool = True,
+    **options: Any,
+) -> TrainResult:
+    """Train from scene files and one label file, splitting by area.
+
+    Scenes laid out in two or more rows of tiles are split by rows of tiles (the southernmost row
+    validates, see :func:`models.data.split_by_bounds`); otherwise each scene is cut into a training band
+    and a validation band of rows (the bottom ``val_fraction``), half a tile apart.
+
+    Args:
+        scenes: GeoTIFF scenes.
+        labels: GeoPackage or GeoJSON of polygons.
+        out: Best checkpoint path.
+        arch: Architecture name.
+        classes: Class names, 'background' first.
+        class_column: Label column holding class names; None for one layer per class.
+        layer_classes: Layer name to class name, when each layer is one class.
+        val_fraction: Share of rows that validates when scenes are split into bands.
+        progress: Show a progress bar.
+        **options: Any other :class:`TrainConfig` field (epochs, tile_size, arch_kwargs, ...).
+    """
+    if not scenes:
+        raise ConfigError("give at least one scene to train on")
+    config = TrainConfig(arch=arch, classes=list(classes), out=Path(out), **options)
+    spec = LabelSpec(class_column=class_column, layer_classes=layer_classes)
+    sources = [TrainingSource(Path(s), Path(labels), spec) for s in scenes]
+    train_sources, val_sources = split_by_area(sources, val_fraction, gap=config.tile_size // 2)
+    log.info("%d training and %d validation source(s)", len(train_sources), len(val_sources))
+    return train(config, train_sources, val_sources, progress=progress)
