@@ -47,14 +47,6 @@ def two_epochs(split, tmp_path_factory):
     return config, train(config, *split, progress=False)
 
 
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
 def test_two_epochs_lower_the_loss_and_write_a_loadable_checkpoint(two_epochs):
     config, result = two_epochs
     assert [h["epoch"] for h in result.history] == [1, 2]
