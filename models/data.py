@@ -2,10 +2,11 @@
 
 A :class:`TrainingSource` is one scene, its label file and the part of the scene (a :class:`Region`) that
 may be sampled; a train/validation split is two sets of sources whose regions never overlap
-(:func:`split_by_area`: by rows of tiles, or by bands of rows within each scene). Labels are read once per scene, reprojected to the scene
-CRS, and burned into each tile's mask with the tile's own window transform, so a mask is exactly the
-scene's grid whatever the tile. Small scenes are held in memory; large ones are read window by window.
-Tiles that reach past the scene edge are mirror-padded, as inference pads them.
+(:func:`split_by_area`: by rows of tiles, or by bands of rows within each scene). Labels are read once
+per scene, reprojected to the scene CRS, and burned into each tile's mask with the tile's own window
+transform, so a mask is exactly the scene's grid whatever the tile. Small scenes are held in memory;
+large ones are read window by window. Tiles that reach past the scene edge are mirror-padded, as
+inference pads them.
 """
 
 from __future__ import annotations
