@@ -4,4 +4,11 @@ A pure core (``grid``, ``blend``, ``polygons``) and I/O at the edges (``scene``,
 ``gpkg``). This package never imports Prefect: the flows in ``flows/`` order its stages.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# GDAL's block cache defaults to 5 % of RAM and keeps decoded scene tiles until it is full, so resident
+# memory would grow with the scene up to that size. Blocks are read once (plus a thin halo), so a small
+# cache loses nothing; GDAL reads this when it first uses the cache. Users can still set their own.
+os.environ.setdefault("GDAL_CACHEMAX", "256")
