@@ -1,0 +1,199 @@
+"""Peak memory of the `sceneseg segment` command as the scene grows: bounded by blocks, not by the scene.
+
+Each size is a synthetic RGB scene (rendered and written block by block, cached in the work directory).
+The command runs in a child process; its process tree is polled every 50 ms for the summed resident
+memory, and the child's own ``ru_maxrss`` is read when it is reaped (``os.wait4``). Two kinds of peak
+are reported:
+
+* RSS, what ``ps`` shows. It includes file-backed pages of memory-mapped files (the working mask and
+  confidence arrays), which the kernel may drop at any time and which grow with the scene.
+* anonymous RSS (``RssAnon``): heap, arrays and buffers, which cannot be dropped.
+
+The target is peak(32768^2) / peak(4096^2) <= 1.25. A 32768^2 run takes long on a small CPU: choose the
+sizes with ``--sizes``; the JSON and the recorded row name the sizes that actually ran.
+
+    python bench/memory.py --sizes 4096 16384
+    python bench/memory.py --quick            # 512 and 1024, not recorded
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import common
+
+QUICK_SIZES = [512, 1024]
+_MIB = 1024 * 1024
+FAST_MODEL = "fast"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384, 32768],
+                        help="Scene sides in pixels, smallest first.")
+    parser.add_argument("--model", default=FAST_MODEL,
+                        help="Checkpoint path or packaged name; 'fast' (default) is an untrained U-Net with "
+                             "base_channels=8, depth=3, tile 512, margin 24: memory of the same block plan, "
+                             "in a fraction of the time.")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    parser.add_argument("--batch-size", type=int, default=4, help="Tiles per forward pass.")
+    parser.add_argument("--block-size", type=int, default=2048, help="Block side in pixels.")
+    parser.add_argument("--max-in-flight", type=int, default=2, help="Blocks in flight at once.")
+    parser.add_argument("--interval", type=float, default=0.05, help="Seconds between memory samples.")
+    common.add_common_args(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes = QUICK_SIZES
+    args.sizes = sorted(set(args.sizes))
+    return args
+
+
+def resolve_model(spec: str, work_dir: Path) -> tuple[Path, str]:
+    """The checkpoint to run and a sentence saying what it is."""
+    if spec == FAST_MODEL:
+        # The background bias keeps this initialisation's mask from being speckle, which would turn the
+        # run into a benchmark of polygonizing noise (see common.untrained_checkpoint).
+        path = common.untrained_checkpoint(work_dir, base_channels=8, depth=3, background_bias=4.0)
+        return path.resolve(), ("untrained unet base_channels=8 depth=3, tile 512 margin 24, "
+                                "background-biased (mask almost all background: the vector stage has next "
+                                "to nothing to do)")
+    model = common.bench_model(spec, work_dir)
+    return model.path, model.description
+
+
+def disk_needed(size: int) -> int:
+    """Bytes a size needs on disk at most: scene (uncompressed bound), working arrays, mask, and 1 GiB."""
+    return size * size * (3 + 2 + 1) + 1024 * _MIB
+
+
+def segment_command(scene: Path, out: Path, model: Path, args: argparse.Namespace) -> list[str]:
+    """`sceneseg segment` through the installed script when there is one, else ``python -m flows.cli``."""
+    script = Path(sys.executable).with_name("sceneseg")
+    head = [str(script)] if script.exists() else [sys.executable, "-m", "flows.cli"]
+    return [
+        *head, "segment", str(scene), "--out", str(out), "--model", str(model), "--overwrite",
+        "--device", args.device, "--batch-size", str(args.batch_size), "--block-size", str(args.block_size),
+        "--max-in-flight", str(args.max_in_flight),
+    ]
+
+
+def run_measured(command: list[str], log: Path, interval: float) -> dict:
+    """Run ``command``, sampling its process tree; the peaks, its ru_maxrss, exit code and seconds."""
+    started = time.perf_counter()
+    with log.open("w") as fh:
+        proc = subprocess.Popen(command, cwd=common.ROOT, env=common.child_env(), stdout=fh,
+                                stderr=subprocess.STDOUT)
+        with common.TreeMemorySampler(proc.pid, interval) as sampler:
+            # wait4 gives this child's own rusage; RUSAGE_CHILDREN would be the maximum over all runs so far.
+            _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    return {
+        "rc": proc.returncode,
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": round(sampler.peak_rss / _MIB, 1),
+        "peak_anon_rss_mib": round(sampler.peak_anon / _MIB, 1),
+        "peak_rss_at_s": round(sampler.peak_rss_at, 2),
+        "peak_anon_rss_at_s": round(sampler.peak_anon_at, 2),
+        "ru_maxrss_mib": round(usage.ru_maxrss / 1024, 1),
+        "samples": sampler.samples,
+    }
+
+
+def stage_at(run_json: Path, wall_s: float, at_s: float) -> str | None:
+    """The pipeline stage running ``at_s`` seconds into the command, from the stage seconds in its run JSON.
+
+    The stages are laid out back from the end of the command (what follows them, saving the run record
+    and exiting, is short), so the answer is approximate near a stage boundary; "startup" is imports
+    and everything before the first stage.
+    """
+    if not run_json.exists():
+        return None
+    stages = json.loads(run_json.read_text())["result"]["seconds"]
+    start = wall_s - stages["total"]
+    if at_s < start:
+        return "startup"
+    for name, seconds in stages.items():
+        if name == "total":
+            continue
+        start += seconds
+        if at_s <= start:
+            return name
+    return "exit"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    info = common.machine()
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    model, model_description = resolve_model(args.model, args.work_dir)
+    runs, skipped = [], []
+    for size in args.sizes:
+        free = shutil.disk_usage(args.work_dir).free
+        if free < disk_needed(size):
+            skipped.append({"size": size, "reason": f"{free / 1024**3:.1f} GiB free, "
+                                                    f"{disk_needed(size) / 1024**3:.1f} GiB needed"})
+            continue
+        started = time.perf_counter()
+        scene = common.synthetic_scene(args.work_dir, size, args.seed)
+        generate_s = time.perf_counter() - started
+        out = args.work_dir / f"memory-{size}"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        print(f"segmenting {size}^2 ...", file=sys.stderr)
+        run = run_measured(segment_command(scene.path, out, model, args), out / "segment.log", args.interval)
+        run = {"size": size, "scene_ready_s": round(generate_s, 2), **run}
+        run_json = out / f"{scene.path.stem}_run.json"
+        run["peak_rss_stage"] = stage_at(run_json, run["seconds"], run["peak_rss_at_s"])
+        run["peak_anon_rss_stage"] = stage_at(run_json, run["seconds"], run["peak_anon_rss_at_s"])
+        if run["rc"] != 0:
+            run["log_tail"] = (out / "segment.log").read_text()[-2000:]
+        print(f"{size}^2: {run}", file=sys.stderr)
+        runs.append(run)
+
+    ok = [r for r in runs if r["rc"] == 0]
+    by_size = {r["size"]: r for r in ok}
+    ratios = {}
+    if len(ok) >= 2:
+        small, large = ok[0], ok[-1]
+        ratios[f"{large['size']}/{small['size']}"] = {
+            "rss": round(large["peak_rss_mib"] / small["peak_rss_mib"], 3),
+            "anon_rss": round(large["peak_anon_rss_mib"] / small["peak_anon_rss_mib"], 3),
+        }
+    target = None
+    if 32768 in by_size and 4096 in by_size:
+        target = round(by_size[32768]["peak_rss_mib"] / by_size[4096]["peak_rss_mib"], 3)
+    output = {
+        "benchmark": "memory",
+        "machine": info,
+        "model": {"path": str(model), "description": model_description},
+        "settings": {"block_size": args.block_size, "batch_size": args.batch_size,
+                     "max_in_flight": args.max_in_flight, "device": args.device, "interval_s": args.interval},
+        "sizes_requested": args.sizes,
+        "sizes_run": [r["size"] for r in ok],
+        "runs": runs,
+        "skipped": skipped,
+        "ratios_largest_over_smallest": ratios,
+        "ratio_32768_over_4096": target,
+        "target_ratio": 1.25,
+        "quick": args.quick,
+    }
+    parts = [f"{r['size']}^2: RSS {r['peak_rss_mib']:.0f} MiB (in {r['peak_rss_stage']}), anon "
+             f"{r['peak_anon_rss_mib']:.0f} MiB (in {r['peak_anon_rss_stage']}), {r['seconds']:.0f} s"
+             for r in ok]
+    parts += [f"{name}: **RSS x{v['rss']}**, anon x{v['anon_rss']}" for name, v in ratios.items()]
+    parts += [f"{r['size']}^2 failed (rc {r['rc']})" for r in runs if r["rc"] != 0]
+    parts += [f"{s['size']}^2 skipped ({s['reason']})" for s in skipped]
+    key = f"sizes run {output['sizes_run']}; {model_description}; " + "; ".join(parts)
+    common.finish(args, "memory.py", output, key)
+
+
+if __name__ == "__main__":
+    main()
