@@ -1,6 +1,6 @@
 """Train U-Net and U-Net++ on the Banepa tiles on one budget; keep the better as ``buildings-banepa.pt``.
 
-    python -m models.train_banepa --data /work/shared/data/banepa --out models/weights/buildings-banepa.pt
+    python -m models.train_banepa --data ../shared/data/banepa --out models/weights/buildings-banepa.pt
 
 Imagery: OpenAerialMap (CC-BY-4.0). Building footprints: (c) OpenStreetMap contributors (ODbL).
 
@@ -88,7 +88,9 @@ def banepa_config(arch: str, out: Path, epochs: int, steps_per_epoch: int) -> Tr
 def main(argv: list[str] | None = None) -> int:
     """Train both architectures, score them, keep the better; print a JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/banepa"))
+    # The data set lives in shared/ beside the checkout (as in CI), not inside the repository.
+    default_data = Path(__file__).resolve().parents[2] / "shared" / "data" / "banepa"
+    parser.add_argument("--data", type=Path, default=default_data)
     parser.add_argument("--out", type=Path, default=Path("models/weights/buildings-banepa.pt"))
     parser.add_argument(
         "--work", type=Path, default=Path("/tmp/sceneseg-banepa"), help="Folder for both runs' checkpoints."
