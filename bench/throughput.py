@@ -4,7 +4,9 @@
     random normalized tiles already in memory, for as many forward batches as the pipeline runs on the
     scene, half of them timed before (b) and half after. Its rate is given in tile pixels per second
     and in scene-equivalent pixels per second (scene pixels divided by the time the model alone needs
-    for that scene's batches).
+    for that scene's batches). On the CPU it is timed in two layouts: as the pipeline runs it (one
+    forward per block in flight side by side, cores shared among them) and as one forward at a time on
+    every core; the ratio is taken against the faster, so a thread layout can't flatter the pipeline.
 (b) The whole pipeline: ``segment_scene`` from the GeoTIFF to the mask COG and the GeoPackage.
 
 The ratio (b) / (a) in scene pixels per second says how much of the model's speed survives reading,
@@ -21,6 +23,7 @@ import argparse
 import math
 import shutil
 import sys
+import threading
 import time
 
 import common
@@ -59,12 +62,40 @@ def forward_batches(plan, batch_size: int) -> int:
     return sum(math.ceil(len(block.tiles) / batch_size) for block in plan.blocks())
 
 
-def time_batches(predictor, batch: np.ndarray, batches: int) -> float:
-    """Seconds for ``batches`` forward passes of one batch of tiles already in memory."""
+def time_batches(predictor, batch: np.ndarray, batches: int, streams: int = 1, threads: int | None = None) -> float:
+    """Seconds for ``batches`` forward passes of one in-memory batch, spread over ``streams`` threads.
+
+    ``threads`` sets torch's threads per forward first (None leaves them as they are).
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    shares = [batches // streams + (i < batches % streams) for i in range(streams)]
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            predictor.predict(batch)
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in shares if n]
     started = time.perf_counter()
-    for _ in range(batches):
-        predictor.predict(batch)
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
     return time.perf_counter() - started
+
+
+def model_layouts(predictor, settings, in_flight: int) -> dict[str, tuple[int, int | None]]:
+    """The thread layouts the model alone is timed in: name -> (concurrent forwards, threads each)."""
+    from pipeline.infer import cpu_threads_per_forward, usable_cores
+
+    if predictor.device.type != "cpu":
+        return {"pipeline": (1, None)}  # one forward at a time per GPU, as the pipeline runs it
+    layouts = {"pipeline": (in_flight, cpu_threads_per_forward(settings, in_flight))}
+    if in_flight > 1:
+        layouts["one_forward_all_cores"] = (1, settings.torch_threads or usable_cores())
+    return layouts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,21 +125,24 @@ def main(argv: list[str] | None = None) -> None:
     shape = (settings.batch_size, len(job.block_job.bands), plan.tile_size, plan.tile_size)
     batch = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     predictor.predict(batch)  # warm-up, as the pipeline's first block finds the cached predictor warm
+    layouts = model_layouts(predictor, settings, config.max_in_flight)
     # Half of the model-alone batches before the pipeline and half after, so that a change in the
     # machine's load during the run weighs on both sides of the ratio alike.
     before = max(1, measured // 2)
     after = measured - before
     print(f"model alone: {before} + {after} batches of {settings.batch_size} tiles of {plan.tile_size}^2 "
-          f"on {predictor.device}", file=sys.stderr)
-    before_s = time_batches(predictor, batch, before)
+          f"on {predictor.device}, layouts {layouts}", file=sys.stderr)
+    before_s = {name: time_batches(predictor, batch, before, *layout) for name, layout in layouts.items()}
 
     print(f"pipeline: {plan.n_blocks.size} blocks, {plan.n_tiles.size} tiles", file=sys.stderr)
     started = time.perf_counter()
     result = segment_scene(scene.path, out_dir, config)
     pipeline_s = time.perf_counter() - started
 
-    after_s = time_batches(predictor, batch, after)
-    model_measured_s = before_s + after_s
+    after_s = {name: time_batches(predictor, batch, after, *layout) for name, layout in layouts.items()}
+    layout_s = {name: before_s[name] + after_s[name] for name in layouts}
+    best = min(layout_s, key=layout_s.get)
+    model_measured_s = layout_s[best]
     model_scene_s = model_measured_s * batches / measured
 
     scene_px = plan.scene.size
@@ -136,9 +170,16 @@ def main(argv: list[str] | None = None) -> None:
         },
         "model_alone": {
             "batches_timed": measured,
+            "layouts": {
+                name: {
+                    "concurrent_forwards": layouts[name][0], "threads_per_forward": layouts[name][1],
+                    "seconds_per_batch_before_pipeline": round(before_s[name] / before, 4),
+                    "seconds_per_batch_after_pipeline": round(after_s[name] / after, 4) if after else None,
+                }
+                for name in layouts
+            },
+            "reference_layout": best,
             "seconds_timed": round(model_measured_s, 3),
-            "seconds_per_batch_before_pipeline": round(before_s / before, 4),
-            "seconds_per_batch_after_pipeline": round(after_s / after, 4) if after else None,
             "seconds_for_scene": round(model_scene_s, 3),
             "tile_mpx_per_s": round(model_tile_mpx, 4),
             "scene_equivalent_mpx_per_s": round(model_scene_mpx, 4),
@@ -155,8 +196,10 @@ def main(argv: list[str] | None = None) -> None:
         "quick": args.quick,
     }
     stages = ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items())
+    per_batch = ", ".join(f"{name} {layout_s[name] / measured:.3f}" for name in layouts)
     key = (f"{args.size}^2, tile {plan.tile_size}/overlap {plan.overlap}, batch {settings.batch_size}, "
-           f"{predictor.device}; {model.description}. Model alone {model_tile_mpx:.3f} Mpx/s of tiles = "
+           f"{predictor.device}, {config.max_in_flight} in flight; {model.description}. Model alone s/batch: "
+           f"{per_batch} (reference {best}): {model_tile_mpx:.3f} Mpx/s of tiles = "
            f"{model_scene_mpx:.3f} scene-Mpx/s; pipeline {pipeline_mpx:.3f} Mpx/s ({pipeline_s:.1f} s); "
            f"**ratio {ratio:.3f}**; infer stage / model alone {model_scene_s / infer_s:.3f}; "
            f"tile overhead {plan.tile_overhead:.3f}; stages s: {stages}")

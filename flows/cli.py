@@ -66,6 +66,9 @@ def segment(
     batch_size: BatchOpt = 4,
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     max_in_flight: Annotated[int, typer.Option(help="Blocks in flight at once (bounds memory).")] = 2,
+    torch_threads: Annotated[
+        Optional[int], typer.Option(help="torch threads per CPU forward [default: cores / blocks in flight].")
+    ] = None,
     dask_address: Annotated[Optional[str], typer.Option(help="tcp://host:8786 of a Dask scheduler.")] = None,
     output_crs: Annotated[Optional[str], typer.Option(help="CRS of the vector layers [default: the scene's].")] = None,
     write_confidence: Annotated[bool, typer.Option(help="Also write a confidence GeoTIFF.")] = False,
@@ -77,8 +80,8 @@ def segment(
 
     config = _config(
         model=model, tile_size=tile, overlap=overlap, block_size=block_size, device=device, batch_size=batch_size,
-        precision=precision, max_in_flight=max_in_flight, dask_address=dask_address, output_crs=output_crs,
-        write_confidence=write_confidence, compile=compile, overwrite=overwrite,
+        precision=precision, max_in_flight=max_in_flight, torch_threads=torch_threads,
+        dask_address=dask_address, output_crs=output_crs, write_confidence=write_confidence, compile=compile, overwrite=overwrite,
     )
     results, failures = [], []
     with _progress_bar() as bar:
