@@ -97,7 +97,7 @@ def run_sceneseg(mask: np.ndarray, scene, path, chunk_size: int) -> tuple[dict[s
 
 
 def warm_up(scene) -> float:
-    """Seconds of a first vectorize call on a tiny mask: JIT compiles (numba, in skan) paid once a process."""
+    """Seconds of a first vectorize call on a tiny mask: what a new process pays once (imports, caches)."""
     from pipeline.grid import Shape2d
     from pipeline.vectorize import vectorize_scene
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
            f"({counts['buildings']} buildings, {counts['roads']} roads, {counts['road_centerlines']} "
            f"centerlines) in {seconds['total']:.1f} s (vectorize {seconds['vectorize']:.1f}, publish "
            f"{seconds['publish']:.1f}) = {rate:.0f}/s; **ratio {ratio:.3f}**; once per process before that: "
-           f"{first_call_s:.1f} s of JIT warm-up")
+           f"{first_call_s:.1f} s of first-call warm-up")
     common.finish(args, "vectorize.py", output, key)
 
 

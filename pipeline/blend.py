@@ -75,9 +75,9 @@ class BlockAccumulator:
         self.weights[rows, cols] += window
 
     def part(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the sums and weights over ``region`` (which must lie inside the extent)."""
+        """Views of the sums and weights over ``region`` (which must lie inside the extent)."""
         rows, cols = region.slices_in(self.extent)
-        return self.sums[:, rows, cols].copy(), self.weights[rows, cols].copy()
+        return self.sums[:, rows, cols], self.weights[rows, cols]
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,21 @@ class UnitPartial:
 
 
 def finalize(sums: np.ndarray, weights: np.ndarray, valid: np.ndarray | None, region: Region) -> UnitResult:
-    """Divide by the summed weights, take the most probable class and its probability."""
-    probabilities = sums / weights
-    mask = np.argmax(probabilities, axis=0).astype(np.uint8)
-    confidence = np.rint(np.max(probabilities, axis=0) * 255.0).astype(np.uint8)
+    """Take the most probable class and its probability (its weighted sum over the summed weights).
+
+    The class is the argmax of the sums themselves: dividing every class by the same positive weight
+    changes no order, so only the winner is divided. The argmax is a running comparison over the few
+    classes, the first maximum winning as in ``np.argmax``, which is 2-3x slower along a leading axis
+    (0.24 s against 0.09 s for 3 x 2048^2 float64).
+    """
+    best = sums[0].copy()
+    mask = np.zeros(best.shape, dtype=np.uint8)
+    for k in range(1, sums.shape[0]):
+        np.copyto(mask, np.uint8(k), where=sums[k] > best)
+        np.maximum(best, sums[k], out=best)
+    best /= weights
+    best *= 255.0
+    confidence = np.rint(best, out=best).astype(np.uint8)
     if valid is not None:
         mask[~valid] = NODATA_CLASS
         confidence[~valid] = 0
@@ -128,7 +139,8 @@ def split_block(
         if len(unit.contributors) == 1:
             finals.append(finalize(sums, weights, unit_valid, unit.region))
         else:
-            partials.append(UnitPartial(unit, block.index, sums, weights, unit_valid))
+            # Copies: a seam's partial outlives the block's accumulator until its other blocks are done.
+            partials.append(UnitPartial(unit, block.index, sums.copy(), weights.copy(), unit_valid))
     return finals, partials
 
 

@@ -29,12 +29,18 @@ class SegmentConfig(BaseModel):
         "auto", description="auto is bf16 autocast on CUDA and fp32 on CPU."
     )
     compile: bool = Field(False, description="torch.compile the model (pays a warm-up per process).")
-    max_in_flight: int = Field(2, ge=1, description="Blocks read, inferred or blended at once: bounds memory.")
-    torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
+    max_in_flight: int = Field(2, ge=1, description="Blocks read, inferred or blended at once: bounds memory; on the CPU also the forwards "
+                    "run side by side.")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch threads per CPU forward (default: the cores shared among the blocks in flight)."
+    )
     dask_address: str | None = Field(None, description="tcp://host:8786 of a Dask scheduler; none runs in-process.")
     output_crs: str | None = Field(None, description="CRS of the vector layers (default: the scene's).")
     write_confidence: bool = Field(False, description="Also write a confidence GeoTIFF (probability x 255).")
     min_building_area_m2: float = Field(4.0, ge=0, description="Smaller buildings are dropped as specks.")
+    vector_chunk_size: int = Field(
+        2048, ge=64, description="Side of the mask chunks polygonized at once (the layers do not depend on it)."
+    )
     overwrite: bool = Field(False, description="Replace existing outputs of the same scene.")
 
     @field_validator("dask_address")

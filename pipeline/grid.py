@@ -84,6 +84,10 @@ class Region:
         return Shape2d(self.rows, self.cols)
 
     @property
+    def size(self) -> int:
+        return self.rows * self.cols
+
+    @property
     def is_empty(self) -> bool:
         return self.rows == 0 or self.cols == 0
 

@@ -139,15 +139,17 @@ def _orthogonal_ring(xy: np.ndarray, min_side: float) -> np.ndarray | None:
     sides shorter than ``min_side`` are absorbed into their neighbours; corners are where consecutive
     sides meet. None when fewer than four sides remain.
     """
+    # ``xy`` is closed (last point = first), so edge i runs from xy[i] to xy[i + 1]; np.roll is avoided
+    # here because its per-call overhead dominated these small rings (1.2 s for 4,000 buildings).
     pts = xy[:-1]
-    d = np.roll(pts, -1, axis=0) - pts
+    d = xy[1:] - pts
     lengths = np.hypot(d[:, 0], d[:, 1])
     horizontal = np.abs(d[:, 0]) >= np.abs(d[:, 1])
-    changes = np.flatnonzero(horizontal != np.roll(horizontal, 1))
+    changes = np.flatnonzero(horizontal != np.r_[horizontal[-1:], horizontal[:-1]])
     if len(changes) < 4:
         return None
-    order = np.roll(np.arange(len(pts)), -int(changes[0]))
-    mid = (pts + np.roll(pts, -1, axis=0)) / 2
+    order = np.r_[np.arange(int(changes[0]), len(pts)), np.arange(int(changes[0]))]
+    mid = (pts + xy[1:]) / 2
     sides: list[list[float]] = []  # [is_horizontal, position, length]
     for i in order:
         pos = mid[i, 1] if horizontal[i] else mid[i, 0]
@@ -163,7 +165,7 @@ def _orthogonal_ring(xy: np.ndarray, min_side: float) -> np.ndarray | None:
     while len(sides) > 4:
         # A side's fitted length, not the length of the edges it came from: a zigzag of noise has long
         # edges but spans almost nothing.
-        fitted = np.hypot(*(corners - np.roll(corners, 1, axis=0)).T)
+        fitted = np.hypot(*(corners - np.r_[corners[-1:], corners[:-1]]).T)
         k = int(np.argmin(fitted))
         if fitted[k] >= min_side:
             break
@@ -240,8 +242,10 @@ def regularize_building(
         squared = _squared(poly, theta, min_side)
         if squared is None:
             continue
-        union = shapely.union(squared, poly).area
-        iou = shapely.intersection(squared, poly).area / union if union > 0 else 0.0
+        # |A u B| = |A| + |B| - |A n B|: one overlay instead of two.
+        inter = shapely.intersection(squared, poly).area
+        union = squared.area + poly.area - inter
+        iou = inter / union if union > 0 else 0.0
         if iou > best_iou:
             best, best_iou = squared, iou
     if best is None or best_iou < min_iou:

@@ -1,6 +1,10 @@
 """Segmenting one scene, stage by stage. The CLI calls ``segment_scene``; the Prefect flow calls the stages.
 
     prepare ─► infer_blocks ─► publish_masks ─► vectorize ─► publish_vectors ─► finish
+                  └── chunk vectorization (a ChunkStream thread) ──┘
+
+While ``infer_blocks`` writes the mask, every vector chunk whose window is final is polygonized on a
+background thread; ``vectorize`` then only waits for the last chunks and stitches.
 
 ``prepare`` validates everything (scene, checkpoint, options, existing outputs) before any file is
 written, so bad input leaves nothing behind. Outputs appear only by rename once complete; the hidden
@@ -30,6 +34,7 @@ from pipeline.grid import BlockPlan
 from pipeline.infer import InferenceSettings
 from pipeline.journal import BlockJournal
 from pipeline.scene import SceneInfo, check_scene_fits, file_checksum, open_scene
+from pipeline.vectorize import ChunkStream, SceneVectorizer, VectorSettings
 from pipeline.write import WorkingStore, atomic_path, publish_raster
 
 __all__ = [
@@ -109,6 +114,9 @@ class SegmentResult:
     tile_overhead: float
     resumed_blocks: int
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Vector chunks in all, and those started before the last block was in (overlapping inference).
+    vector_chunks: int = 0
+    vector_chunks_during_inference: int = 0
 
     def summary(self) -> dict:
         return {
@@ -121,6 +129,8 @@ class SegmentResult:
             "tiles": self.tiles,
             "tile_overhead": round(self.tile_overhead, 3),
             "resumed_blocks": self.resumed_blocks,
+            "vector_chunks": self.vector_chunks,
+            "vector_chunks_during_inference": self.vector_chunks_during_inference,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -178,12 +188,24 @@ def _fingerprint(job: SceneJob) -> dict:
     }
 
 
-def infer_blocks(job: SceneJob, progress: Progress | None = None, journal_interval: float = 10.0) -> WorkingStore:
-    """Run every block not yet journaled, write each unit into the working store once, and checkpoint."""
+def infer_blocks(
+    job: SceneJob, progress: Progress | None = None, journal_interval: float = 10.0, stream: ChunkStream | None = None
+) -> WorkingStore:
+    """Run every block not yet journaled, write each unit into the working store once, and checkpoint.
+
+    ``stream`` (optional) is told of every region of the mask that is final, resumed ones included.
+    """
     plan = job.plan
     # The journal first: it clears a working directory left by a different scene, model or plan.
     journal = BlockJournal(job.work_dir, _fingerprint(job), plan, interval=journal_interval)
     store = WorkingStore(job.work_dir, plan.scene)
+    if stream is not None:
+        stream.start(store.read)
+        for unit in plan.units:
+            resumed = unit.key in journal.written_units
+            resumed |= len(unit.contributors) == 1 and unit.contributors[0] in journal.done_blocks
+            if resumed:
+                stream.final(unit.region)
     assembler = UnitAssembler()
     indices = [b.index for b in plan.blocks() if b.index not in journal.done_blocks]
     total = plan.n_blocks.size
@@ -199,6 +221,8 @@ def infer_blocks(job: SceneJob, progress: Progress | None = None, journal_interv
             unit = units[result.region]
             if len(unit.contributors) > 1:
                 journal.unit_written(unit.key)
+            if stream is not None:
+                stream.final(result.region)
 
     write(assembler.add(journal.saved_partials()))
     gpus = local_gpu_count(job.config.device) if job.config.dask_address is None else 0
@@ -206,6 +230,8 @@ def infer_blocks(job: SceneJob, progress: Progress | None = None, journal_interv
     in_flight = max(job.config.max_in_flight, 2 * gpus)
     with dask_client(job.config.dask_address, job.config.max_in_flight, gpus) as client:
         for output in run_blocks(client, job.block_job, indices, in_flight):
+            if stream is not None:
+                stream.started_before_last_block = stream.started_chunks
             write(output.finals)
             journal.block_done(output.index, output.partials)
             write(assembler.add(output.partials))
@@ -238,14 +264,24 @@ def publish_masks(job: SceneJob, store: WorkingStore) -> tuple[Path, Path | None
     return mask, confidence
 
 
-def vectorize(job: SceneJob, store: WorkingStore):
-    """Polygons and centerlines of the scene's mask, stitched across chunks, in the scene CRS."""
-    from pipeline.vectorize import VectorSettings, vectorize_scene
-
+def scene_vectorizer(job: SceneJob) -> SceneVectorizer:
+    """The vector stage's settings for a scene: its grid, CRS and the model's classes."""
     classes = {i: name for i, name in enumerate(job.classes) if i > 0}
-    settings = VectorSettings(min_building_area_m2=job.config.min_building_area_m2)
-    layers = vectorize_scene(store.read, job.plan.scene, job.scene.transform, job.scene.crs, classes=classes,
-                             settings=settings)
+    settings = VectorSettings(
+        min_building_area_m2=job.config.min_building_area_m2, chunk_size=job.config.vector_chunk_size
+    )
+    return SceneVectorizer(job.plan.scene, job.scene.transform, job.scene.crs, classes=classes, settings=settings)
+
+
+def vectorize(job: SceneJob, store: WorkingStore, stream: ChunkStream | None = None):
+    """Polygons and centerlines of the scene's mask, stitched across chunks, in the scene CRS.
+
+    With the ``stream`` that ran beside ``infer_blocks``, only the chunks it has not finished are run.
+    """
+    if stream is None:
+        stream = ChunkStream(scene_vectorizer(job))
+        stream.start(store.read)
+    layers = stream.vectorizer.finish(stream.results())
     return layers.with_attributes(
         scene_id=job.scene.scene_id, model=job.checkpoint_id, run_id=job.run_id, created_at=job.created_at
     )
@@ -300,6 +336,8 @@ class SegmentedScene:
     mask_path: Path
     confidence_path: Path | None
     seconds: dict[str, float]
+    vector_chunks: int = 0
+    vector_chunks_during_inference: int = 0
 
 
 def segment_to_layers(
@@ -327,10 +365,16 @@ def segment_to_layers(
         return out
 
     job = timed("prepare", prepare, scene_path, out_dir, config, run_id, scene_id)
-    store = timed("infer", infer_blocks, job, progress, journal_interval)
-    mask_path, confidence_path = timed("publish-masks", publish_masks, job, store)
-    layers = timed("vectorize", vectorize, job, store)
-    return SegmentedScene(job, store, layers, mask_path, confidence_path, seconds)
+    stream = ChunkStream(scene_vectorizer(job))
+    try:
+        store = timed("infer", infer_blocks, job, progress, journal_interval, stream)
+        mask_path, confidence_path = timed("publish-masks", publish_masks, job, store)
+        layers = timed("vectorize", vectorize, job, store, stream)
+    finally:
+        stream.close()
+    return SegmentedScene(
+        job, store, layers, mask_path, confidence_path, seconds, len(stream.chunks), stream.started_before_last_block
+    )
 
 
 def publish_segmented(
@@ -346,7 +390,8 @@ def publish_segmented(
         scene_id=job.scene.scene_id, mask_path=done.mask_path, gpkg_path=job.gpkg_path,
         confidence_path=done.confidence_path, counts=counts, blocks=job.plan.n_blocks.size,
         tiles=job.plan.n_tiles.size, tile_overhead=job.plan.tile_overhead,
-        resumed_blocks=done.store.resumed_blocks, seconds=seconds,
+        resumed_blocks=done.store.resumed_blocks, seconds=seconds, vector_chunks=done.vector_chunks,
+        vector_chunks_during_inference=done.vector_chunks_during_inference,
     )
     return stage("finish", finish, job, done.store, result)
 

@@ -8,7 +8,7 @@ from distributed import LocalCluster
 
 from pipeline.config import SegmentConfig
 from pipeline.run import segment_scene
-from tests.conftest import read_features, read_mask
+from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
 
 
 def _run(scene, out, checkpoint, **options):
@@ -33,3 +33,50 @@ def test_one_and_three_blocks_in_flight_give_the_same_outputs(smooth_scene, tmp_
     np.testing.assert_array_equal(one_mask, three_mask)
     for layer in ("buildings", "roads"):
         assert read_features(one.gpkg_path, layer) == read_features(three.gpkg_path, layer)
+
+
+def test_vectorizing_while_inferring_gives_the_layers_of_the_finished_mask(tmp_path, tiny_checkpoint):
+    from pipeline.run import scene_vectorizer, segment_to_layers
+    from pipeline.vectorize import vectorize_scene
+
+    scene = write_geotiff(tmp_path / "scene.tif", smooth_image(300, 360, seed=5))
+    config = SegmentConfig(model=str(tiny_checkpoint), block_size=64, vector_chunk_size=64, max_in_flight=2)
+    done = segment_to_layers(scene, tmp_path / "out", config)
+    assert done.vector_chunks == 30 and len(done.layers.buildings) > 10
+    # Most chunks are polygonized before the last block is in; only the last row of chunks waits.
+    assert 0 < done.vector_chunks_during_inference < done.vector_chunks
+    reference = scene_vectorizer(done.job)
+    after = vectorize_scene(done.store.read, reference.shape, done.job.scene.transform, done.job.scene.crs,
+                            classes=reference.classes, settings=reference.settings)
+    for name, frame in done.layers.items():
+        expected = getattr(after, name)
+        assert len(frame) == len(expected), name
+        assert list(frame.geometry.to_wkb()) == list(expected.geometry.to_wkb()), name
+        np.testing.assert_allclose(frame["score"], expected["score"])
+
+
+def test_cpu_forwards_share_the_cores(monkeypatch):
+    from pipeline.infer import InferenceSettings, cpu_threads_per_forward, usable_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = usable_cores()
+    assert cpu_threads_per_forward(InferenceSettings(), concurrent=1) == cores
+    assert cpu_threads_per_forward(InferenceSettings(), concurrent=2) == max(1, cores // 2)
+    assert cpu_threads_per_forward(InferenceSettings(), concurrent=4 * cores) == 1
+    assert cpu_threads_per_forward(InferenceSettings(torch_threads=3), concurrent=2) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads_per_forward(InferenceSettings(), concurrent=1) is None  # the environment decides
+
+
+def test_concurrent_cpu_forwards_give_the_sequential_results(tiny_checkpoint):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.infer import InferenceSettings, get_predictor
+
+    predictor = get_predictor(tiny_checkpoint, InferenceSettings(device="cpu", batch_size=2))
+    batches = [np.random.default_rng(i).standard_normal((3, 3, 64, 64), dtype=np.float32) for i in range(6)]
+    sequential = [predictor.predict(b) for b in batches]
+    with ThreadPoolExecutor(3) as pool:
+        concurrent = list(pool.map(predictor.predict, batches))
+    for a, b in zip(sequential, concurrent, strict=True):
+        np.testing.assert_array_equal(a, b)

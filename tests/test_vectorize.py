@@ -14,6 +14,8 @@ from skimage.draw import disk, line
 from pipeline.errors import ConfigError, SceneReadError
 from pipeline.grid import Region, Shape2d
 from pipeline.vectorize import (
+    ChunkStream,
+    SceneVectorizer,
     VectorSettings,
     chunk_regions,
     polygonize_chunk,
@@ -224,3 +226,58 @@ def test_a_building_only_model_gets_empty_road_layers():
                              classes={1: "building"}, settings=VectorSettings(chunk_size=64))
     assert len(layers.buildings) == 2
     assert len(layers.roads) == 0 and len(layers.road_centerlines) == 0
+
+
+def _partition(shape: tuple[int, int], rows: int, cols: int) -> list[Region]:
+    """Rectangles of about rows x cols that tile the scene, like the pipeline's output units."""
+    return [
+        Region.from_bounds(r, c, min(r + rows, shape[0]), min(c + cols, shape[1]))
+        for r in range(0, shape[0], rows)
+        for c in range(0, shape[1], cols)
+    ]
+
+
+def _assert_same_layers(got, expected) -> None:
+    for name, frame in got.items():
+        ref = getattr(expected, name)
+        assert np.array_equal(shapely.to_wkb(frame.geometry.values), shapely.to_wkb(ref.geometry.values)), name
+        np.testing.assert_allclose(frame["score"], ref["score"])
+
+
+def test_chunk_stream_starts_chunks_as_regions_finish_and_equals_vectorize_scene(scene):
+    mask, confidence = scene
+    settings = VectorSettings(chunk_size=128, halo_px=16)
+    expected = vectorize_scene(reader(mask, confidence), Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings)
+    stream = ChunkStream(SceneVectorizer(Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings))
+    stream.start(reader(mask, confidence))
+    regions = _partition(mask.shape, 70, 90)
+    half = len(regions) // 2
+    for region in regions[:half]:  # the top half in raster order, as blocks mostly finish
+        stream.final(region)
+    first_half = stream.started_chunks
+    for i in np.random.default_rng(3).permutation(np.arange(half, len(regions))):  # the rest in any order
+        stream.final(regions[i])
+        stream.final(regions[i])  # reported twice (a retried stage): counted once
+    assert 0 < first_half < len(stream.chunks)
+    assert stream.started_chunks == len(stream.chunks) == 36
+    _assert_same_layers(stream.vectorizer.finish(stream.results()), expected)
+
+
+def test_chunk_stream_runs_the_chunks_never_completed_at_the_end(scene):
+    mask, confidence = scene
+    settings = VectorSettings(chunk_size=256)
+    expected = vectorize_scene(reader(mask, confidence), Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings)
+    stream = ChunkStream(SceneVectorizer(Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings))
+    stream.start(reader(mask, confidence))
+    stream.final(Region(0, 0, 400, 700))  # completes no window of the second or third chunk row
+    assert stream.started_chunks == 3
+    _assert_same_layers(stream.vectorizer.finish(stream.results()), expected)
+
+
+def test_chunk_stream_reports_a_failing_chunk():
+    mask = np.zeros((40, 40), np.uint8)
+    stream = ChunkStream(SceneVectorizer(Shape2d(40, 40), TRANSFORM, UTM, settings=VectorSettings(chunk_size=16, halo_px=4)))
+    stream.start(lambda region: (mask[:3, :3], mask[:3, :3]))
+    stream.final(Region(0, 0, 40, 40))
+    with pytest.raises(SceneReadError, match="exactly the requested window"):
+        stream.results()
