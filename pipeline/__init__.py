@@ -9,6 +9,7 @@ import os
 __version__ = "0.1.0"
 
 # GDAL's block cache defaults to 5 % of RAM and keeps decoded scene tiles until it is full, so resident
-# memory would grow with the scene up to that size. Blocks are read once (plus a thin halo), so a small
-# cache loses nothing; GDAL reads this when it first uses the cache. Users can still set their own.
-os.environ.setdefault("GDAL_CACHEMAX", "256")
+# memory would grow with the scene up to that size (measured: 256 MB still added 190 MB between 4096^2
+# and 8192^2 scenes; 64 MB did not, at the same speed). Blocks are read once plus a thin halo, so a
+# small cache loses nothing; GDAL reads this when it first uses the cache. Users can still set their own.
+os.environ.setdefault("GDAL_CACHEMAX", "64")

@@ -327,10 +327,11 @@ class SceneVectorizer:
     def windows(self) -> list[tuple[Region, Region]]:
         """Every chunk as (core, window): the pixels it owns, and those plus the halo it reads."""
         scene, h = Region.of_shape(self.shape), self.settings.halo_px
-        return [
-            (core, Region.from_bounds(core.row - h, core.col - h, core.row_stop + h, core.col_stop + h).intersection(scene))
-            for core in chunk_regions(self.shape, self.settings.chunk_size)
-        ]
+        out = []
+        for core in chunk_regions(self.shape, self.settings.chunk_size):
+            halo = Region.from_bounds(core.row - h, core.col - h, core.row_stop + h, core.col_stop + h)
+            out.append((core, halo.intersection(scene)))
+        return out
 
     def chunk(self, core: Region, window: Region, mask: np.ndarray, confidence: np.ndarray) -> ChunkVectors:
         """The contribution of the chunk ``core`` from its ``window``'s mask and confidence."""
@@ -345,7 +346,8 @@ class SceneVectorizer:
         inner = ~polygons.on_edge & (polygons.class_ids == self.building_id)
         geoms = shapely.normalize(shapely.simplify(polygons.geometries[inner], 0.0))
         counts = polygons.pixel_counts[inner]
-        buildings, scores, keep = self._clean_buildings(geoms, polygons.score_sums[inner] / np.maximum(counts, 1) / 255.0)
+        scores = polygons.score_sums[inner] / np.maximum(counts, 1) / 255.0
+        buildings, scores, keep = self._clean_buildings(geoms, scores)
         lines = np.zeros(0, dtype=object)
         if self.road_id >= 0:
             lines = skeleton_lines(mask == self.road_id, window, core, self.shape, min_component_px=self.min_road_px)
@@ -357,8 +359,10 @@ class SceneVectorizer:
         )
         return ChunkVectors(pieces, buildings, scores, _sort_keys(geoms[keep], counts[keep]), lines)
 
-    def _clean_buildings(self, geoms: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Clean building footprints in pixel coordinates; return them in the CRS, their scores and source indices."""
+    def _clean_buildings(
+        self, geoms: np.ndarray, scores: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Clean footprints given in pixel coordinates; return them in the CRS, their scores and source indices."""
         s = self.settings
         cleaned, index = clean_buildings(
             apply_affine(geoms, self.frame.to_ground),
@@ -380,7 +384,9 @@ class SceneVectorizer:
         b_geoms, b_scores, keep = self._clean_buildings(b.geometries, b.scores)
         b_geoms = np.concatenate([b_geoms, *(c.buildings for c in chunks)])
         b_scores = np.concatenate([b_scores, *(c.building_scores for c in chunks)])
-        keys = np.concatenate([_sort_keys(b.geometries[keep], b.pixel_counts[keep]), *(c.building_keys for c in chunks)])
+        keys = np.concatenate(
+            [_sort_keys(b.geometries[keep], b.pixel_counts[keep]), *(c.building_keys for c in chunks)]
+        )
         order = _key_order(keys)
         b_geoms, b_scores = b_geoms[order], b_scores[order]
         buildings = _frame("building", b_geoms, b_scores, "area_m2", ground_areas_m2(b_geoms, crs), crs)
@@ -488,8 +494,9 @@ class ChunkStream:
         if region in self._seen or region.is_empty:
             return
         self._seen.add(region)
-        step, h = self._step, self._halo
-        rows = range(max(0, (region.row - h) // step), min(len(self.chunks) // self._cols, (region.row_stop + h - 1) // step + 1))
+        # The chunk rows and columns whose windows (core +- halo) can reach the region.
+        step, h, n_rows = self._step, self._halo, len(self.chunks) // self._cols
+        rows = range(max(0, (region.row - h) // step), min(n_rows, (region.row_stop + h - 1) // step + 1))
         cols = range(max(0, (region.col - h) // step), min(self._cols, (region.col_stop + h - 1) // step + 1))
         for r in rows:
             for c in cols:
@@ -511,7 +518,9 @@ class ChunkStream:
         if self._read is None:
             raise RuntimeError("ChunkStream.start() must come before results()")
         try:
-            return [self._futures[i].result() if i in self._futures else self._run(i) for i in range(len(self.chunks))]
+            return [
+                self._futures[i].result() if i in self._futures else self._run(i) for i in range(len(self.chunks))
+            ]
         finally:
             self.close()
 
