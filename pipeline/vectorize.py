@@ -409,8 +409,15 @@ class SceneVectorizer:
         if len(lines_px) and len(r.geometries):
             # A centerline takes the score of the road polygon it runs in.
             mid = shapely.line_interpolate_point(lines_px, 0.5, normalized=True)
-            line_idx, poly_idx = shapely.STRtree(r.geometries).query_nearest(mid, all_matches=False)
+            # Point in polygon first, each road polygon prepared once as the query geometry: a nearest-
+            # distance search over road polygons of many thousand vertices cost 1.4 s for the 1,161
+            # lines of an 8192^2 scene. Only midpoints outside every polygon need the nearest.
+            poly_idx, line_idx = shapely.STRtree(mid).query(r.geometries, predicate="intersects")
             line_scores[line_idx] = r.scores[poly_idx]
+            rest = np.setdiff1d(np.arange(len(lines_px)), line_idx)
+            if len(rest):
+                near_idx, near_poly = shapely.STRtree(r.geometries).query_nearest(mid[rest], all_matches=False)
+                line_scores[rest[near_idx]] = r.scores[near_poly]
         l_ground = apply_affine(lines_px, frame.to_ground)
         if tolerance_m > 0 and len(l_ground):
             l_ground = shapely.simplify(l_ground, tolerance_m, preserve_topology=True)

@@ -281,3 +281,10 @@ def test_chunk_stream_reports_a_failing_chunk():
     stream.final(Region(0, 0, 40, 40))
     with pytest.raises(SceneReadError, match="exactly the requested window"):
         stream.results()
+
+
+def test_centerlines_take_the_score_of_the_road_they_run_in(scene):
+    mask, confidence = scene
+    layers = vectorize_scene(reader(mask, confidence), Shape2d(*mask.shape), TRANSFORM, UTM)
+    assert len(layers.roads) == 1 and len(layers.road_centerlines) >= 3
+    np.testing.assert_allclose(layers.road_centerlines["score"], layers.roads["score"].iloc[0])
