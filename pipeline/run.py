@@ -1,10 +1,10 @@
 """Segmenting one scene, stage by stage. The CLI calls ``segment_scene``; the Prefect flow calls the stages.
 
     prepare ─► infer_blocks ─► publish_masks ─► vectorize ─► publish_vectors ─► finish
-                  └── chunk vectorization (a ChunkStream thread) ──┘
+                  └── chunk vectorization (a ChunkStream process) ──┘
 
-While ``infer_blocks`` writes the mask, every vector chunk whose window is final is polygonized on a
-background thread; ``vectorize`` then only waits for the last chunks and stitches.
+While ``infer_blocks`` writes the mask, every vector chunk whose window is final is polygonized in a
+background process; ``vectorize`` then only waits for the last chunks and stitches.
 
 ``prepare`` validates everything (scene, checkpoint, options, existing outputs) before any file is
 written, so bad input leaves nothing behind. Outputs appear only by rename once complete; the hidden
@@ -200,7 +200,7 @@ def infer_blocks(
     journal = BlockJournal(job.work_dir, _fingerprint(job), plan, interval=journal_interval)
     store = WorkingStore(job.work_dir, plan.scene)
     if stream is not None:
-        stream.start(store.read)
+        stream.start(store.reader())
         for unit in plan.units:
             resumed = unit.key in journal.written_units
             resumed |= len(unit.contributors) == 1 and unit.contributors[0] in journal.done_blocks
@@ -279,8 +279,8 @@ def vectorize(job: SceneJob, store: WorkingStore, stream: ChunkStream | None = N
     With the ``stream`` that ran beside ``infer_blocks``, only the chunks it has not finished are run.
     """
     if stream is None:
-        stream = ChunkStream(scene_vectorizer(job))
-        stream.start(store.read)
+        stream = ChunkStream(scene_vectorizer(job), processes=False)  # all chunks run here, now
+        stream.start(store.reader())
     layers = stream.vectorizer.finish(stream.results())
     return layers.with_attributes(
         scene_id=job.scene.scene_id, model=job.checkpoint_id, run_id=job.run_id, created_at=job.created_at

@@ -28,7 +28,7 @@ from pipeline.blend import UnitResult
 from pipeline.errors import OutputError
 from pipeline.grid import Region, Shape2d
 
-__all__ = ["RawBand", "WorkingStore", "publish_raster", "CLASS_COLORS", "atomic_path"]
+__all__ = ["RawBand", "StoreReader", "WorkingStore", "publish_raster", "CLASS_COLORS", "atomic_path"]
 
 #: Palette written into the mask so GIS software shows classes without styling.
 CLASS_COLORS: dict[str, tuple[int, int, int, int]] = {
@@ -100,6 +100,18 @@ class RawBand:
             os.fsync(f.fileno())
 
 
+@dataclass(frozen=True)
+class StoreReader:
+    """Reads mask and confidence windows of a working store; small and picklable, so another process
+    on the same machine can read the store while it is being written."""
+
+    mask: RawBand
+    confidence: RawBand
+
+    def __call__(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
+        return self.mask.read(region), self.confidence.read(region)
+
+
 class WorkingStore:
     """The mask and confidence of one scene as raw arrays in a hidden working directory."""
 
@@ -127,6 +139,10 @@ class WorkingStore:
     def read(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
         """Mask and confidence over ``region`` (inside the scene), as arrays."""
         return self.mask.read(region), self.confidence.read(region)
+
+    def reader(self) -> StoreReader:
+        """A picklable reader of this store (for a vectorizing process)."""
+        return StoreReader(self.mask, self.confidence)
 
     def flush(self) -> None:
         """Make everything written so far durable (the journal's checkpoints rely on it)."""

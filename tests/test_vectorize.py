@@ -27,12 +27,19 @@ UTM = "EPSG:32645"
 TRANSFORM = Affine(0.5, 0.0, 300000.0, 0.0, -0.5, 3000000.0)
 
 
-def reader(mask: np.ndarray, confidence: np.ndarray):
-    def read_chunk(region: Region) -> tuple[np.ndarray, np.ndarray]:
-        rows, cols = region.slices_in(Region(0, 0, *mask.shape))
-        return mask[rows, cols], confidence[rows, cols]
+class ArrayReader:
+    """Reads windows of in-memory arrays; picklable, so a vectorizing process can use it."""
 
-    return read_chunk
+    def __init__(self, mask: np.ndarray, confidence: np.ndarray):
+        self.mask, self.confidence = mask, confidence
+
+    def __call__(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols = region.slices_in(Region(0, 0, *self.mask.shape))
+        return self.mask[rows, cols], self.confidence[rows, cols]
+
+
+def reader(mask: np.ndarray, confidence: np.ndarray) -> ArrayReader:
+    return ArrayReader(mask, confidence)
 
 
 @pytest.fixture(scope="module")
@@ -244,11 +251,12 @@ def _assert_same_layers(got, expected) -> None:
         np.testing.assert_allclose(frame["score"], ref["score"])
 
 
-def test_chunk_stream_starts_chunks_as_regions_finish_and_equals_vectorize_scene(scene):
+@pytest.mark.parametrize("processes", [True, False], ids=["process", "thread"])
+def test_chunk_stream_starts_chunks_as_regions_finish_and_equals_vectorize_scene(scene, processes):
     mask, confidence = scene
     settings = VectorSettings(chunk_size=128, halo_px=16)
     expected = vectorize_scene(reader(mask, confidence), Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings)
-    stream = ChunkStream(SceneVectorizer(Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings))
+    stream = ChunkStream(SceneVectorizer(Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings), processes=processes)
     stream.start(reader(mask, confidence))
     regions = _partition(mask.shape, 70, 90)
     half = len(regions) // 2
@@ -267,17 +275,22 @@ def test_chunk_stream_runs_the_chunks_never_completed_at_the_end(scene):
     mask, confidence = scene
     settings = VectorSettings(chunk_size=256)
     expected = vectorize_scene(reader(mask, confidence), Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings)
-    stream = ChunkStream(SceneVectorizer(Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings))
+    stream = ChunkStream(SceneVectorizer(Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings), processes=False)
     stream.start(reader(mask, confidence))
     stream.final(Region(0, 0, 400, 700))  # completes no window of the second or third chunk row
     assert stream.started_chunks == 3
     _assert_same_layers(stream.vectorizer.finish(stream.results()), expected)
 
 
-def test_chunk_stream_reports_a_failing_chunk():
-    mask = np.zeros((40, 40), np.uint8)
-    stream = ChunkStream(SceneVectorizer(Shape2d(40, 40), TRANSFORM, UTM, settings=VectorSettings(chunk_size=16, halo_px=4)))
-    stream.start(lambda region: (mask[:3, :3], mask[:3, :3]))
+class WrongWindowReader:
+    def __call__(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((3, 3), np.uint8), np.zeros((3, 3), np.uint8)
+
+
+def test_chunk_stream_reports_a_failing_chunk_from_its_process():
+    settings = VectorSettings(chunk_size=16, halo_px=4)
+    stream = ChunkStream(SceneVectorizer(Shape2d(40, 40), TRANSFORM, UTM, settings=settings), processes=True)
+    stream.start(WrongWindowReader())
     stream.final(Region(0, 0, 40, 40))
     with pytest.raises(SceneReadError, match="exactly the requested window"):
         stream.results()
