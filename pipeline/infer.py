@@ -7,9 +7,9 @@ many other tiles happened to share its batch.
 Threads: a GPU runs one forward at a time (a lock per model; concurrent forwards only contend for the
 device, while the other blocks in flight are read and blended). On the CPU the blocks in flight run their
 forwards side by side, each on ``cores / concurrent forwards`` torch threads: several narrow forwards use
-the cores better than one wide one (measured on 2 cores: two 1-thread forwards 0.67-0.79 s per batch
-against 0.93 s for one 2-thread forward, see bench/RESULTS.md), and nothing waits on an OpenMP barrier
-held up by a core that the reading or vectorizing threads took.
+the cores better than one wide one (measured on 2 cores: two 1-thread forwards 0.67-0.74 s per batch
+against 0.76-1.04 s for one 2-thread forward, see bench/RESULTS.md), and nothing waits on an OpenMP barrier
+held up by a core that another thread took.
 """
 
 from __future__ import annotations
