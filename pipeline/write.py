@@ -80,10 +80,10 @@ class RawBand:
         """Write ``values`` over ``region``. Not durable until :meth:`fsync`.
 
         No msync per write: a unit narrower than a page (a seam 48 pixels wide) would write a whole page
-        per row each time, and neighbouring units rewrite shared pages (measured: a 32768^2 run had written
-        74 GB by the time its mask was published, for 2 GB of working arrays; 2048^2 units over an 8192^2 band wrote
-        4x their bytes). Dirty pages go out once, by the kernel or at the fsync of the next journal
-        checkpoint, which is all that resuming needs.
+        per row each time, and neighbouring units rewrite shared pages (measured: a 32768^2 run had
+        written 74 GB by the time its mask was published, for 2 GB of working arrays; 2048^2 units over an
+        8192^2 band wrote 4x their bytes). Dirty pages go out once, by the kernel or at the fsync of the
+        next journal checkpoint, which is all that resuming needs.
         """
         band = self._rows(region, "r+")
         band[:, region.col : region.col_stop] = values
