@@ -207,6 +207,16 @@ def _label_polygons(labels: np.ndarray, n_labels: int, transform: Affine) -> np.
     return shapely.polygons(linear_rings, indices=ring_polygon)
 
 
+def _sort_keys(geoms: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Keys that order polygons the same way whichever chunk they were finished in."""
+    bounds = shapely.bounds(geoms).reshape(-1, 4)
+    return np.column_stack([bounds[:, 1], bounds[:, 0], bounds[:, 2], bounds[:, 3], counts]).astype(np.float64)
+
+
+def _key_order(keys: np.ndarray) -> np.ndarray:
+    return np.lexsort(keys.T[::-1]) if len(keys) else np.zeros(0, dtype=np.int64)
+
+
 def stitch(chunks: Iterable[ChunkPolygons]) -> StitchedPolygons:
     """Join the pieces of all chunks into one polygon per component of the whole scene.
 
@@ -245,8 +255,7 @@ def stitch(chunks: Iterable[ChunkPolygons]) -> StitchedPolygons:
     class_ids = np.concatenate(out_cls)
     sums = np.concatenate(out_sums)
     counts = np.concatenate(out_counts)
-    bounds = shapely.bounds(geoms)
-    order = np.lexsort((counts, bounds[:, 3], bounds[:, 2], bounds[:, 0], bounds[:, 1], class_ids))
+    order = _key_order(np.column_stack([class_ids, _sort_keys(geoms, counts)]))
     scores = sums[order] / counts[order] / 255.0
     return StitchedPolygons(geoms[order], class_ids[order], scores, counts[order])
 
@@ -282,16 +291,6 @@ class ChunkVectors:
     building_scores: np.ndarray
     building_keys: np.ndarray
     lines: np.ndarray
-
-
-def _sort_keys(geoms: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Keys that order polygons the same way whichever chunk they were finished in."""
-    bounds = shapely.bounds(geoms).reshape(-1, 4)
-    return np.column_stack([bounds[:, 1], bounds[:, 0], bounds[:, 2], bounds[:, 3], counts]).astype(np.float64)
-
-
-def _key_order(keys: np.ndarray) -> np.ndarray:
-    return np.lexsort(keys.T[::-1]) if len(keys) else np.zeros(0, dtype=np.int64)
 
 
 class SceneVectorizer:

@@ -80,3 +80,23 @@ def test_concurrent_cpu_forwards_give_the_sequential_results(tiny_checkpoint):
         concurrent = list(pool.map(predictor.predict, batches))
     for a, b in zip(sequential, concurrent, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _threads_after_loading(checkpoint) -> int:
+    import torch
+
+    from pipeline.infer import InferenceSettings, get_predictor
+
+    get_predictor(checkpoint, InferenceSettings(device="cpu"))
+    return torch.get_num_threads()
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_each_in_process_worker_thread_gets_its_share_of_the_cores(tiny_checkpoint, monkeypatch, in_flight):
+    from pipeline.execute import dask_client
+    from pipeline.infer import usable_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with dask_client(None, in_flight) as client:
+        seen = client.submit(_threads_after_loading, tiny_checkpoint, pure=False).result()
+    assert seen == max(1, usable_cores() // in_flight)
