@@ -110,10 +110,9 @@ def missing_peer(method: str) -> str | None:
 def _load(args: argparse.Namespace):
     """Model on its device, its card, and the normalized image (bands, rows, cols) float32."""
     import rasterio
-    import torch
 
     from models.checkpoint import load_checkpoint
-    from pipeline.infer import resolve_device
+    from pipeline.raster.infer import resolve_device
 
     loaded = load_checkpoint(args.model)
     device = resolve_device(args.device)
@@ -223,11 +222,11 @@ def setup_peer(args: argparse.Namespace) -> Run:
 
 def setup_sceneseg_blocks(args: argparse.Namespace) -> Run:
     """Plan and load the predictor (warmed up); the timed part reads, infers and blends every block."""
-    from pipeline.blend import UnitAssembler
-    from pipeline.blocks import process_block
     from pipeline.grid import Region
-    from pipeline.infer import get_predictor
-    from pipeline.run import prepare
+    from pipeline.raster.blend import UnitAssembler
+    from pipeline.raster.blocks import process_block
+    from pipeline.raster.infer import get_predictor
+    from pipeline.stages import prepare
 
     job = prepare(args.scene, args.result.with_suffix(""), _sceneseg_config(args))
     plan = job.plan
@@ -249,7 +248,7 @@ def setup_sceneseg_blocks(args: argparse.Namespace) -> Run:
 
 def setup_sceneseg(args: argparse.Namespace) -> Run:
     """Nothing ahead: the timed part is the whole ``segment_scene``, model loading included."""
-    from pipeline.run import segment_scene
+    from pipeline.stages import segment_scene
 
     out = args.result.with_suffix("")
     shutil.rmtree(out, ignore_errors=True)
@@ -267,7 +266,7 @@ def worker(args: argparse.Namespace) -> None:
     import rasterio
     import torch
 
-    # As pipeline.infer.get_predictor does, so that every method computes with the same threads.
+    # As pipeline.raster.infer.get_predictor does, so that every method computes with the same threads.
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     setups = {"sceneseg": setup_sceneseg, "sceneseg-blocks": setup_sceneseg_blocks}
     run = setups.get(args.worker, setup_peer)(args)

@@ -88,7 +88,7 @@ def time_batches(predictor, batch: np.ndarray, batches: int, streams: int = 1, t
 
 def model_layouts(predictor, settings, in_flight: int) -> dict[str, tuple[int, int | None]]:
     """The thread layouts the model alone is timed in: name -> (concurrent forwards, threads each)."""
-    from pipeline.infer import cpu_threads_per_forward, usable_cores
+    from pipeline.raster.infer import cpu_threads_per_forward, usable_cores
 
     if predictor.device.type != "cpu":
         return {"pipeline": (1, None)}  # one forward at a time per GPU, as the pipeline runs it
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     info = common.machine()
     from pipeline.config import SegmentConfig
-    from pipeline.infer import get_predictor
-    from pipeline.run import prepare, segment_scene
+    from pipeline.raster.infer import get_predictor
+    from pipeline.stages import prepare, segment_scene
 
     model = common.bench_model(args.model, args.work_dir)
     scene = common.synthetic_scene(args.work_dir, args.size, args.seed)

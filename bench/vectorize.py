@@ -64,9 +64,9 @@ def run_sceneseg(mask: np.ndarray, scene, path, chunk_size: int) -> tuple[dict[s
     """Stage seconds and feature counts of vectorize_scene + publish_scene."""
     import shapely
 
-    from pipeline.gpkg import SceneRecord, publish_scene
-    from pipeline.grid import Region
-    from pipeline.vectorize import VectorSettings, vectorize_scene
+    from pipeline.grid import GeoGrid, Region
+    from pipeline.vectors import VectorSettings, vectorize_scene
+    from pipeline.vectors.gpkg import SceneRecord, publish_scene
 
     confidence = np.full(mask.shape, 255, dtype=np.uint8)
     whole = Region.of_shape(scene.shape)
@@ -84,7 +84,7 @@ def run_sceneseg(mask: np.ndarray, scene, path, chunk_size: int) -> tuple[dict[s
     settings = VectorSettings(chunk_size=chunk_size)
     classes = {1: "building", 2: "road"}
     started = time.perf_counter()
-    layers = vectorize_scene(read, scene.shape, scene.transform, scene.crs, classes=classes,
+    layers = vectorize_scene(read, GeoGrid(scene.shape, scene.transform, scene.crs), classes=classes,
                              settings=settings)
     layers = layers.with_attributes(scene_id=record.scene_id, model=record.model, run_id=record.run_id,
                                     created_at=created)
@@ -98,8 +98,8 @@ def run_sceneseg(mask: np.ndarray, scene, path, chunk_size: int) -> tuple[dict[s
 
 def warm_up(scene) -> float:
     """Seconds of a first vectorize call on a tiny mask: what a new process pays once (imports, caches)."""
-    from pipeline.grid import Shape2d
-    from pipeline.vectorize import vectorize_scene
+    from pipeline.grid import GeoGrid, Shape2d
+    from pipeline.vectors import vectorize_scene
 
     tiny = np.zeros((64, 64), dtype=np.uint8)
     tiny[30:36, :] = 2
@@ -111,7 +111,7 @@ def warm_up(scene) -> float:
         return tiny[rows, cols], confidence[rows, cols]
 
     started = time.perf_counter()
-    vectorize_scene(read, Shape2d(64, 64), scene.transform, scene.crs, classes={1: "building", 2: "road"})
+    vectorize_scene(read, GeoGrid(Shape2d(64, 64), scene.transform, scene.crs), classes={1: "building", 2: "road"})
     return time.perf_counter() - started
 
 

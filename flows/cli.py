@@ -13,15 +13,28 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from pipeline.config import DEFAULT_MODEL, SegmentConfig
 from pipeline.errors import SceneSegError
 
+# Commands import the engine and the flows when they run, not at the top: torch, Dask and Prefect take
+# seconds to import, and `sceneseg --help` or a mistyped option should answer at once.
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Segment GeoTIFF scenes into building and road maps.")
 err = Console(stderr=True)
 console = Console()
+
+#: The options' defaults are SegmentConfig's, so the two cannot drift apart.
+_DEFAULTS = {name: f.default for name, f in SegmentConfig.model_fields.items()}
 
 #: Seed of the demo scene: the demo model never saw it in training (its training seeds are below 1000).
 DEMO_SEED = 4242
@@ -61,11 +74,11 @@ def segment(
     model: ModelOpt = DEFAULT_MODEL,
     tile: TileOpt = None,
     overlap: OverlapOpt = None,
-    block_size: BlockOpt = 2048,
-    device: DeviceOpt = "auto",
-    batch_size: BatchOpt = 4,
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
-    max_in_flight: Annotated[int, typer.Option(help="Blocks in flight at once (bounds memory).")] = 2,
+    block_size: BlockOpt = _DEFAULTS["block_size"],
+    device: DeviceOpt = _DEFAULTS["device"],
+    batch_size: BatchOpt = _DEFAULTS["batch_size"],
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = _DEFAULTS["precision"],
+    max_in_flight: Annotated[int, typer.Option(help="Blocks in flight at once (bounds memory).")] = _DEFAULTS["max_in_flight"],
     torch_threads: Annotated[
         Optional[int], typer.Option(help="torch threads per CPU forward [default: cores / blocks in flight].")
     ] = None,
@@ -76,7 +89,7 @@ def segment(
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs of the same scene.")] = False,
 ) -> None:
     """Segment scenes into a mask COG each and building/road layers in OUT/sceneseg.gpkg."""
-    from pipeline.run import segment_scene
+    from pipeline.stages import segment_scene
 
     config = _config(
         model=model, tile_size=tile, overlap=overlap, block_size=block_size, device=device, batch_size=batch_size,
@@ -187,7 +200,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")] = False,
 ) -> None:
     """Train a U-Net or U-Net++ on labelled scenes; the checkpoint carries bands, normalization and classes."""
-    from models.train import train_from_paths
+    from pipeline.training.train import train_from_paths
 
     names = [c.strip() for c in classes.split(",") if c.strip()]
     try:

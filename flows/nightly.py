@@ -3,16 +3,17 @@
 * Discovery: a directory glob or a STAC ItemCollection/Catalog (``pipeline.inbox``).
 * Skip: a scene whose content checksum and model are already published as ``ok`` in the GeoPackage's
   ``scenes`` layer is not processed again; failed scenes are retried on the next night.
-* Each scene is one task (retried for transient I/O errors, never for invalid input), at most
-  ``max_concurrent_scenes`` at once; the GPU stage holds a slot of the Prefect global concurrency limit
-  ``gpu_limit`` (create it with ``prefect gcl create sceneseg-gpu --limit N`` for N GPUs).
-* Publishing to the GeoPackage happens in the flow itself, one scene after another: SQLite has one writer.
-* A scene interrupted by a crash resumes from its block journal on the next run (``pipeline.journal``).
+* Each scene is one task (retried for transient I/O errors, never for invalid input) whose stages are
+  the tasks of ``flows.segment``; the ``segment-batch`` subflow's task runner runs at most
+  ``max_concurrent_scenes`` of them at once, and the GPU stage holds a slot of the Prefect global
+  concurrency limit ``gpu_limit`` (create it with ``prefect gcl create sceneseg-gpu --limit N`` for N GPUs).
+* Publishing to the GeoPackage happens in the subflow's own thread, one scene after another as they
+  finish: SQLite has one writer.
+* A scene interrupted by a crash resumes from its block journal on the next run (``pipeline.raster.journal``).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,16 +22,17 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.segment import artifact_key
+from flows.segment import Segmented, artifact_key, publish_segmented, segment_until_publish
+from models.checkpoint import find_checkpoint, load_checkpoint
 from pipeline.config import DEFAULT_MODEL, SegmentConfig
 from pipeline.errors import CheckpointError, ConfigError, SceneValidationError
-from pipeline.gpkg import SceneRecord, publish_scene, published_checksums
 from pipeline.inbox import InboxScene, discover_scenes
-from pipeline.run import GPKG_NAME, SegmentedScene, infer_blocks, publish_segmented, segment_to_layers
-from pipeline.scene import file_checksum
+from pipeline.raster.scene import file_checksum
+from pipeline.stages import GPKG_NAME
+from pipeline.vectors.gpkg import SceneRecord, publish_scene, published_checksums
 
 __all__ = ["nightly", "schedule_options"]
 
@@ -56,16 +58,11 @@ def scene_checksum(scene: InboxScene) -> str:
 @task(name="segment-scene", cache_policy=NO_CACHE, retries=2, retry_condition_fn=_retry_transient)
 def segment_for_publishing(
     scene: InboxScene, out_dir: str, config: SegmentConfig, run_id: str, gpu_limit: str | None
-) -> SegmentedScene:
-    """Every stage of one scene up to the GeoPackage; the GPU stage holds a slot of ``gpu_limit``."""
-
-    def stage(name: str, fn, *args):
-        if fn is infer_blocks and gpu_limit:
-            with concurrency(gpu_limit, occupy=1, strict=False):
-                return fn(*args)
-        return fn(*args)
-
-    return segment_to_layers(scene.path, out_dir, config, run_id=run_id, stage=stage, scene_id=scene.scene_id)
+) -> Segmented:
+    """Every stage of one scene up to the GeoPackage."""
+    return segment_until_publish(
+        scene.path, out_dir, config, run_id=run_id, scene_id=scene.scene_id, gpu_limit=gpu_limit
+    )
 
 
 def _failed_record(scene: InboxScene, checksum: str, model: str, run_id: str, error: BaseException) -> SceneRecord:
@@ -74,6 +71,36 @@ def _failed_record(scene: InboxScene, checksum: str, model: str, run_id: str, er
         processed_at=datetime.now(UTC).isoformat(timespec="seconds"), model=model, run_id=run_id,
         status="failed", error=f"{type(error).__name__}: {error}",
     )
+
+
+def _row(scene: InboxScene, status: str, **values: Any) -> dict[str, Any]:
+    return {"scene": scene.scene_id, "status": status, "buildings": None, "roads": None, "seconds": 0.0,
+            "error": None} | values
+
+
+@flow(name="segment-batch", log_prints=True)
+def segment_batch(
+    todo: list[InboxScene], checksums: dict[str, str], out_dir: str, config: SegmentConfig, model_id: str,
+    run_id: str, gpu_limit: str | None, retry_delay_seconds: float, progress_id: Any,
+) -> tuple[list[dict[str, Any]], list[SceneRecord]]:
+    """Segment ``todo`` concurrently (as many at once as this flow's task runner has workers) and publish
+    each as it finishes; return the rows of the summary and the records of the scenes that failed."""
+    segment = segment_for_publishing.with_options(retry_delay_seconds=retry_delay_seconds)
+    futures = {segment.submit(scene, out_dir, config, run_id, gpu_limit): scene for scene in todo}
+    rows: list[dict[str, Any]] = []
+    failures: list[SceneRecord] = []
+    for done, future in enumerate(as_completed(list(futures)), start=1):
+        scene = futures[future]
+        try:
+            result = publish_segmented(future.result(), checksum=checksums[scene.scene_id])
+            rows.append(_row(scene, "published", buildings=result.counts["buildings"], roads=result.counts["roads"],
+                             seconds=round(result.seconds["total"], 2)))
+        except Exception as exc:  # one bad scene never stops the others: record it and go on
+            failures.append(_failed_record(scene, checksums[scene.scene_id], model_id, run_id, exc))
+            rows.append(_row(scene, "failed", error=f"{type(exc).__name__}: {exc}"))
+            print(f"{scene.scene_id} failed: {exc}")
+        update_progress_artifact(progress_id, 100.0 * done / max(len(todo), 1))
+    return rows, failures
 
 
 @flow(name="nightly", log_prints=True)
@@ -89,60 +116,35 @@ def nightly(
     retry_delay_seconds: float = 30.0,
 ) -> list[dict[str, Any]]:
     """Segment the inbox's new scenes and publish them to ``out_dir/sceneseg.gpkg``."""
-    from models.checkpoint import find_checkpoint, load_checkpoint
-
     run_id = uuid.uuid4().hex[:12]
     config = SegmentConfig(model=model, dask_address=dask_address, output_crs=output_crs, overwrite=True)
     model_id = load_checkpoint(find_checkpoint(model)).checkpoint_id
     gpkg = Path(out_dir) / GPKG_NAME
     scenes = discover_scenes(inbox, pattern)
     published = published_checksums(gpkg)
-    checksums: dict[InboxScene, str] = {}
+    checksums: dict[str, str] = {}
     for scene, future in zip(scenes, scene_checksum.map(scenes), strict=True):
         try:
-            checksums[scene] = future.result()
+            checksums[scene.scene_id] = future.result()
         except OSError:  # unreadable now: segmenting it will fail and record why
-            checksums[scene] = ""
+            checksums[scene.scene_id] = ""
     rows: list[dict[str, Any]] = []
     todo = []
     for scene in scenes:
-        if published.get(scene.scene_id) == (checksums[scene], model_id):
-            rows.append({"scene": scene.scene_id, "status": "skipped", "buildings": None, "roads": None,
-                         "seconds": 0.0, "error": None})
+        if published.get(scene.scene_id) == (checksums[scene.scene_id], model_id):
+            rows.append(_row(scene, "skipped"))
         else:
             todo.append(scene)
     print(f"{len(scenes)} scene(s) in {inbox}: {len(todo)} to process, {len(scenes) - len(todo)} already published")
 
     progress = create_progress_artifact(0.0, key=artifact_key("nightly-progress"), description=f"Scenes of {inbox}")
-    segment = segment_for_publishing.with_options(retry_delay_seconds=retry_delay_seconds)
-    queue = iter(todo)
-    running: dict[Any, tuple[InboxScene, float]] = {}
-
-    def submit_next() -> None:
-        scene = next(queue, None)
-        if scene is not None:
-            running[segment.submit(scene, out_dir, config, run_id, gpu_limit)] = (scene, time.perf_counter())
-
-    for _ in range(max(1, max_concurrent_scenes)):
-        submit_next()
-    done = 0
     failures: list[SceneRecord] = []
-    while running:
-        future = next(as_completed(list(running)))
-        scene, started = running.pop(future)
-        submit_next()
-        row = {"scene": scene.scene_id, "buildings": None, "roads": None, "error": None}
-        try:
-            result = publish_segmented(future.result(), checksum=checksums[scene])
-            row |= {"status": "published", "buildings": result.counts["buildings"], "roads": result.counts["roads"]}
-        except Exception as exc:  # one bad scene never stops the others: record it and go on
-            failures.append(_failed_record(scene, checksums[scene], model_id, run_id, exc))
-            row |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            print(f"{scene.scene_id} failed: {exc}")
-        row["seconds"] = round(time.perf_counter() - started, 2)
-        rows.append(row)
-        done += 1
-        update_progress_artifact(progress, 100.0 * done / max(len(todo), 1))
+    if todo:
+        batch = segment_batch.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max(1, max_concurrent_scenes)))
+        batch_rows, failures = batch(
+            todo, checksums, out_dir, config, model_id, run_id, gpu_limit, retry_delay_seconds, progress
+        )
+        rows += batch_rows
     # Failures last, so the GeoPackage's layers take the CRS of a real scene when there is one.
     for record in failures:
         publish_scene(gpkg, None, record, crs=output_crs)

@@ -1,34 +1,52 @@
-"""The ``segment-scene`` flow: one task per stage of ``pipeline.run``, a progress and a summary artifact."""
+"""The ``segment-scene`` flow: each stage of ``pipeline.stages`` as a task, in order; progress and summary artifacts.
+
+The flow body is the same sequence as ``pipeline.stages.segment_scene``, which the CLI runs; the tests
+hold the two to the same outputs. :func:`segment_until_publish` and :func:`publish_segmented` are the two
+halves the nightly flow runs apart: scenes are segmented concurrently and published one after another.
+"""
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 
+from pipeline import stages
 from pipeline.config import SegmentConfig
-from pipeline.run import segment_scene as run_segment_scene
+from pipeline.raster.write import WorkingStore
+from pipeline.vectors.layers import VectorLayers
+from pipeline.vectors.stream import ChunkStream
 
-__all__ = ["segment_scene", "artifact_key", "prefect_stage"]
+__all__ = ["segment_scene", "segment_until_publish", "publish_segmented", "Segmented", "artifact_key"]
 
-#: Stages that only read local files may be retried; the others are deterministic and fail for a reason.
-_RETRIES = {"infer": 1, "publish-vectors": 2}
+
+def _stage(fn, name: str, retries: int = 0):
+    """A pipeline stage as a Prefect task. Inputs are files and arrays: never cached.
+
+    Only stages that read local files are retried; the others are deterministic and fail for a reason.
+    """
+    return task(fn, name=name, cache_policy=NO_CACHE, retries=retries, retry_delay_seconds=10)
+
+
+prepare = _stage(stages.prepare, "prepare")
+infer_blocks = _stage(stages.infer_blocks, "infer", retries=1)
+publish_masks = _stage(stages.publish_masks, "publish-masks")
+vectorize = _stage(stages.vectorize, "vectorize")
+publish_vectors = _stage(stages.publish_vectors, "publish-vectors", retries=2)
+finish = _stage(stages.finish, "finish")
 
 
 def artifact_key(*parts: str) -> str:
     """An artifact key from free text: Prefect allows lowercase letters, digits and dashes only."""
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())).strip("-")[:100]
-
-
-def prefect_stage(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run one pipeline stage as a Prefect task. Inputs are files and arrays: never cached."""
-    return task(fn, name=name, cache_policy=NO_CACHE, retries=_RETRIES.get(name, 0), retry_delay_seconds=10)(*args)
 
 
 class _ProgressArtifact:
@@ -47,6 +65,49 @@ class _ProgressArtifact:
             self._last = now
 
 
+@dataclass
+class Segmented:
+    """A scene through every stage up to the GeoPackage, ready to be published."""
+
+    job: stages.SceneJob
+    store: WorkingStore
+    stream: ChunkStream
+    masks: stages.MaskOutputs
+    layers: VectorLayers
+    timer: stages.StageTimer = field(default_factory=stages.StageTimer)
+
+
+def segment_until_publish(
+    scene: str | Path, out_dir: str | Path, config: SegmentConfig, *, run_id: str | None = None,
+    scene_id: str | None = None, gpu_limit: str | None = None,
+) -> Segmented:
+    """prepare, infer, publish-masks and vectorize as tasks; the GPU stage holds a slot of ``gpu_limit``.
+
+    ``gpu_limit`` names a Prefect global concurrency limit (``prefect gcl create sceneseg-gpu --limit N``);
+    where it does not exist the stage runs without waiting.
+    """
+    timer = stages.StageTimer()
+    with timer("prepare"):
+        job = prepare(scene, out_dir, config, run_id, scene_id)
+    progress = _ProgressArtifact(job.scene.scene_id)
+    with stages.vector_stream(job) as stream:
+        slot = concurrency(gpu_limit, occupy=1, strict=False) if gpu_limit else nullcontext()
+        with slot, timer("infer"):
+            store = infer_blocks(job, stream, progress)
+        with timer("publish-masks"):
+            masks = publish_masks(job, store)
+        with timer("vectorize"):
+            layers = vectorize(job, store, stream)
+    return Segmented(job, store, stream, masks, layers, timer)
+
+
+def publish_segmented(done: Segmented, checksum: str | None = None) -> stages.SegmentResult:
+    """publish-vectors and finish as tasks (one writer of the GeoPackage at a time)."""
+    with done.timer("publish-vectors"):
+        counts = publish_vectors(done.job, done.layers, checksum)
+    return finish(done.job, done.store, done.stream, done.masks, counts, done.timer.seconds)
+
+
 @flow(name="segment-scene", log_prints=True)
 def segment_scene(
     scene: str,
@@ -55,10 +116,7 @@ def segment_scene(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Segment one GeoTIFF scene into a mask COG and GeoPackage layers in ``out_dir``."""
-    config = config or SegmentConfig()
-    result = run_segment_scene(
-        scene, out_dir, config, progress=_ProgressArtifact(Path(scene).stem), run_id=run_id, stage=prefect_stage
-    )
+    result = publish_segmented(segment_until_publish(scene, out_dir, config or SegmentConfig(), run_id=run_id))
     summary = result.summary()
     create_table_artifact(
         [{"scene": summary["scene_id"], **summary["counts"], "blocks": summary["blocks"],

@@ -10,8 +10,8 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.segment import artifact_key
-from models.data import LabelSpec, TrainingSource, split_by_area
-from models.train import TrainConfig, TrainResult, train
+from pipeline.training.data import LabelSpec, TrainingSource, split_by_area
+from pipeline.training.train import TrainConfig, TrainResult, train
 
 __all__ = ["train_model", "metrics_markdown"]
 

@@ -28,8 +28,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import nn
 
+from models.errors import CheckpointError, ConfigError, OutputError
 from models.factory import available_models, create_model
-from pipeline.errors import CheckpointError, ConfigError, OutputError
 
 __all__ = [
     "FORMAT",

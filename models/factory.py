@@ -8,9 +8,9 @@ from typing import Any
 
 from torch import nn
 
+from models.errors import ConfigError
 from models.unet import UNet
 from models.unetpp import UNetPlusPlus
-from pipeline.errors import ConfigError
 
 __all__ = ["create_model", "available_models"]
 

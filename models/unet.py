@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.errors import ConfigError
+from models.errors import ConfigError
 
 __all__ = [
     "encoder_levels",

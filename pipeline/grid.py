@@ -1,4 +1,7 @@
-"""Block plans: how a scene is cut into tiles and blocks. Pure values and pure functions, no I/O.
+"""Grids and block plans: where a scene's pixels are, and how it is cut into tiles and blocks.
+
+Pure values and pure functions, no I/O. :class:`GeoGrid` is a raster's georeferenced grid (shape,
+transform, CRS) as one value; :class:`Region` a rectangle of its pixels; :class:`BlockPlan` the tiling.
 
 The geometry, along each axis (rows and columns alike), with tile size ``T``, overlap ``O`` and stride
 ``S = T - O``:
@@ -28,12 +31,16 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import rasterio.transform
+from affine import Affine
+from rasterio.crs import CRS
 
 from pipeline.errors import ConfigError
 
 __all__ = [
     "Shape2d",
     "Region",
+    "GeoGrid",
     "AxisPlan",
     "Block",
     "OutputUnit",
@@ -122,6 +129,37 @@ class Region:
             raise ValueError(f"{self} does not lie inside {outer}")
         r, c = self.row - outer.row, self.col - outer.col
         return slice(r, r + self.rows), slice(c, c + self.cols)
+
+
+@dataclass(frozen=True)
+class GeoGrid:
+    """A georeferenced raster grid: its size, the affine from pixel corners to CRS coordinates, and the CRS.
+
+    One hashable value, so the three never travel apart; ``grid[region]`` is the grid of a sub-window
+    (odc-geo's ``GeoBox`` is the model). ``crs`` takes anything ``rasterio.crs.CRS.from_user_input`` does.
+    """
+
+    shape: Shape2d
+    transform: Affine
+    crs: CRS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.crs, CRS):
+            object.__setattr__(self, "crs", CRS.from_user_input(self.crs))
+
+    @classmethod
+    def of_dataset(cls, dataset) -> GeoGrid:
+        """The grid of an open rasterio dataset."""
+        return cls(Shape2d(dataset.height, dataset.width), dataset.transform, dataset.crs)
+
+    def __getitem__(self, region: Region) -> GeoGrid:
+        """The grid of ``region``'s pixels (it may reach outside this grid)."""
+        return GeoGrid(region.shape, self.transform @ Affine.translation(region.col, region.row), self.crs)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in CRS units."""
+        return rasterio.transform.array_bounds(self.shape.rows, self.shape.cols, self.transform)
 
 
 def reflect_indices(start: int, stop: int, size: int) -> np.ndarray:

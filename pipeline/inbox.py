@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from pipeline.errors import ConfigError, SceneReadError
-from pipeline.scene import scene_id_for
+from pipeline.raster.scene import scene_id_for
 
 __all__ = ["InboxScene", "discover_scenes"]
 

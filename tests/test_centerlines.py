@@ -9,10 +9,10 @@ import rasterio.features
 import shapely
 from affine import Affine
 
-from pipeline.centerlines import merge_centerlines, road_centerlines
-from pipeline.grid import Region, Shape2d
+from pipeline.grid import GeoGrid, Region, Shape2d
 from pipeline.metrics import centerline_scores
-from pipeline.vectorize import VectorSettings, vectorize_scene
+from pipeline.vectors import VectorSettings, vectorize_scene
+from pipeline.vectors.centerlines import merge_centerlines, road_centerlines
 
 UTM = "EPSG:32645"
 TRANSFORM = Affine(0.5, 0.0, 300000.0, 0.0, -0.5, 3000000.0)  # 0.5 m pixels
@@ -56,7 +56,7 @@ def to_map(lines_px: list[shapely.LineString]) -> gpd.GeoSeries:
 def test_centerlines_match_the_true_roads_within_two_metres(chunk):
     mask = road_mask()
     settings = VectorSettings(chunk_size=chunk, halo_px=48)
-    layers = vectorize_scene(reader(mask), Shape2d(SIZE, SIZE), TRANSFORM, UTM, settings=settings)
+    layers = vectorize_scene(reader(mask), GeoGrid(Shape2d(SIZE, SIZE), TRANSFORM, UTM), settings=settings)
     lines = layers.road_centerlines
     # The true lines clipped to the scene; the skeleton cannot reach closer to the border than a half width.
     truth = to_map(true_roads_px()).clip(shapely.box(300000 + 5, 3000000 - 205, 300000 + 205, 3000000 - 5))
@@ -82,7 +82,7 @@ def test_chunked_centerlines_equal_the_whole_image_ones():
     whole = road_centerlines(mask == 2, prune_length_px=12.0)
     for chunk in (64, 150):
         layers = vectorize_scene(
-            reader(mask), Shape2d(SIZE, SIZE), TRANSFORM, UTM, settings=VectorSettings(chunk_size=chunk, simplify_tolerance_px=0)
+            reader(mask), GeoGrid(Shape2d(SIZE, SIZE), TRANSFORM, UTM), settings=VectorSettings(chunk_size=chunk, simplify_tolerance_px=0)
         )
         got = layers.road_centerlines.geometry
         expected = to_map(list(whole))
@@ -112,7 +112,7 @@ def test_spurs_are_pruned_and_the_junction_rejoined():
 def test_geographic_lengths_match_utm_within_one_percent():
     mask = road_mask()
     transform = Affine(5e-6, 0.0, 85.52, 0.0, -4.5e-6, 27.63)
-    layers = vectorize_scene(reader(mask), Shape2d(SIZE, SIZE), transform, "EPSG:4326")
+    layers = vectorize_scene(reader(mask), GeoGrid(Shape2d(SIZE, SIZE), transform, "EPSG:4326"))
     lines = layers.road_centerlines
     assert len(lines) >= 3
     np.testing.assert_allclose(lines["length_m"].values, lines.to_crs(UTM).length.values, rtol=0.01)

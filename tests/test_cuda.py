@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipeline.config import SegmentConfig
-from pipeline.run import infer_blocks, prepare, publish_masks
+from pipeline.stages import infer_blocks, prepare, publish_masks
 from tests.conftest import read_mask
 
 pytestmark = [
@@ -24,7 +24,7 @@ def test_gpu_bf16_agrees_with_cpu_fp32(tmp_path):
     for device, precision in (("cuda", "bf16"), ("cpu", "fp32")):
         config = SegmentConfig(device=device, precision=precision, block_size=1024, overwrite=True)
         job = prepare(scene.path, tmp_path / device, config)
-        mask_path, _ = publish_masks(job, infer_blocks(job, journal_interval=0))
+        mask_path = publish_masks(job, infer_blocks(job, journal_interval=0)).mask
         masks[device] = read_mask(mask_path)
     agreement = (masks["cuda"] == masks["cpu"]).mean()
     assert agreement >= 0.995, agreement

@@ -11,7 +11,10 @@ import torch
 from rasterio.transform import from_origin
 
 from models.augment import Augment
-from models.data import (
+from pipeline.errors import ConfigError
+from pipeline.grid import Region, Shape2d, reflect_indices
+from pipeline.synthetic import rasterize_truth, read_truth
+from pipeline.training.data import (
     LabelSpec,
     SceneData,
     TrainingSource,
@@ -24,9 +27,6 @@ from models.data import (
     split_rows,
     synthetic_scenes,
 )
-from pipeline.errors import ConfigError
-from pipeline.grid import Region, Shape2d, reflect_indices
-from pipeline.synthetic import rasterize_truth, read_truth
 from tests.conftest import smooth_image, write_geotiff
 
 CLASSES = ["background", "building", "road"]

@@ -13,7 +13,7 @@ from flows.cli import DEMO_SEED
 from models.checkpoint import load_checkpoint
 from pipeline.config import SegmentConfig
 from pipeline.evaluate import evaluate_outputs
-from pipeline.run import segment_scene
+from pipeline.stages import segment_scene
 from pipeline.synthetic import write_synthetic_scene
 from tests.conftest import read_features, read_mask
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pipeline.grid import Shape2d
-from pipeline.synthetic import read_truth, rasterize_truth, write_synthetic_scene
+from pipeline.synthetic import rasterize_truth, read_truth, write_synthetic_scene
 
 runner = CliRunner()
 

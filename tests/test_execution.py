@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from distributed import LocalCluster
 
+from pipeline import stages
 from pipeline.config import SegmentConfig
-from pipeline.run import segment_scene
+from pipeline.stages import segment_scene
+from pipeline.vectors import vectorize_scene
 from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
 
 
@@ -36,19 +38,18 @@ def test_one_and_three_blocks_in_flight_give_the_same_outputs(smooth_scene, tmp_
 
 
 def test_vectorizing_while_inferring_gives_the_layers_of_the_finished_mask(tmp_path, tiny_checkpoint):
-    from pipeline.run import scene_vectorizer, segment_to_layers
-    from pipeline.vectorize import vectorize_scene
-
     scene = write_geotiff(tmp_path / "scene.tif", smooth_image(300, 360, seed=5))
     config = SegmentConfig(model=str(tiny_checkpoint), block_size=64, vector_chunk_size=64, max_in_flight=2)
-    done = segment_to_layers(scene, tmp_path / "out", config)
-    assert done.vector_chunks == 30 and len(done.layers.buildings) > 10
+    job = stages.prepare(scene, tmp_path / "out", config)
+    with stages.vector_stream(job) as stream:
+        store = stages.infer_blocks(job, stream)
+        layers = stages.vectorize(job, store, stream)
+    assert len(stream.chunks) == 30 and len(layers.buildings) > 10
     # Most chunks are polygonized before the last block is in; only the last row of chunks waits.
-    assert 0 < done.vector_chunks_during_inference < done.vector_chunks
-    reference = scene_vectorizer(done.job)
-    after = vectorize_scene(done.store.read, reference.shape, done.job.scene.transform, done.job.scene.crs,
-                            classes=reference.classes, settings=reference.settings)
-    for name, frame in done.layers.items():
+    assert 0 < stream.started_before_last_region < len(stream.chunks)
+    reference = stages.scene_vectorizer(job)
+    after = vectorize_scene(store.read, job.scene.grid, classes=reference.classes, settings=reference.settings)
+    for name, frame in layers.items():
         expected = getattr(after, name)
         assert len(frame) == len(expected), name
         assert list(frame.geometry.to_wkb()) == list(expected.geometry.to_wkb()), name
@@ -56,7 +57,7 @@ def test_vectorizing_while_inferring_gives_the_layers_of_the_finished_mask(tmp_p
 
 
 def test_cpu_forwards_share_the_cores(monkeypatch):
-    from pipeline.infer import InferenceSettings, cpu_threads_per_forward, usable_cores
+    from pipeline.raster.infer import InferenceSettings, cpu_threads_per_forward, usable_cores
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cores = usable_cores()
@@ -71,7 +72,7 @@ def test_cpu_forwards_share_the_cores(monkeypatch):
 def test_concurrent_cpu_forwards_give_the_sequential_results(tiny_checkpoint):
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline.infer import InferenceSettings, get_predictor
+    from pipeline.raster.infer import InferenceSettings, get_predictor
 
     predictor = get_predictor(tiny_checkpoint, InferenceSettings(device="cpu", batch_size=2))
     batches = [np.random.default_rng(i).standard_normal((3, 3, 64, 64), dtype=np.float32) for i in range(6)]
@@ -85,7 +86,7 @@ def test_concurrent_cpu_forwards_give_the_sequential_results(tiny_checkpoint):
 def _threads_after_loading(checkpoint) -> int:
     import torch
 
-    from pipeline.infer import InferenceSettings, get_predictor
+    from pipeline.raster.infer import InferenceSettings, get_predictor
 
     get_predictor(checkpoint, InferenceSettings(device="cpu"))
     return torch.get_num_threads()
@@ -93,8 +94,8 @@ def _threads_after_loading(checkpoint) -> int:
 
 @pytest.mark.parametrize("in_flight", [1, 2])
 def test_each_in_process_worker_thread_gets_its_share_of_the_cores(tiny_checkpoint, monkeypatch, in_flight):
-    from pipeline.execute import dask_client
-    from pipeline.infer import usable_cores
+    from pipeline.raster.execute import dask_client
+    from pipeline.raster.infer import usable_cores
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     with dask_client(None, in_flight) as client:

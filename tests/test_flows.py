@@ -13,7 +13,7 @@ from flows.cli import app
 from flows.nightly import nightly
 from flows.segment import segment_scene
 from pipeline.config import SegmentConfig
-from pipeline.gpkg import read_scenes
+from pipeline.vectors.gpkg import read_scenes
 from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

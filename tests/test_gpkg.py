@@ -19,9 +19,9 @@ import shapely
 from affine import Affine
 
 from pipeline.errors import OutputError
-from pipeline.gpkg import SceneRecord, publish_scene, published_checksums, read_scenes
-from pipeline.grid import Region, Shape2d
-from pipeline.vectorize import VectorLayers, VectorSettings, vectorize_scene
+from pipeline.grid import GeoGrid, Region, Shape2d
+from pipeline.vectors import VectorLayers, VectorSettings, vectorize_scene
+from pipeline.vectors.gpkg import SceneRecord, publish_scene, published_checksums, read_scenes
 
 UTM = "EPSG:32645"
 LAYERS = ("buildings", "roads", "road_centerlines", "scenes")
@@ -149,7 +149,7 @@ def test_vectorized_scene_round_trips(tmp_path):
         return mask[rows, cols], conf[rows, cols]
 
     transform = Affine(0.5, 0, 300000.0, 0, -0.5, 3000000.0)
-    layers = vectorize_scene(read_chunk, Shape2d(120, 120), transform, UTM, settings=VectorSettings(chunk_size=64))
+    layers = vectorize_scene(read_chunk, GeoGrid(Shape2d(120, 120), transform, UTM), settings=VectorSettings(chunk_size=64))
     layers = layers.with_attributes(scene_id="v", model="m", run_id="r", created_at="2026-05-01T02:00:00Z")
     gpkg = tmp_path / "v.gpkg"
     publish_scene(gpkg, layers, record("v", 300000, 3000000))
@@ -164,7 +164,7 @@ CHILD = textwrap.dedent(
     import sys, numpy as np, geopandas as gpd, shapely
     sys.path.insert(0, sys.argv[2])
     from test_gpkg import record, scene_layers
-    from pipeline.gpkg import publish_scene
+    from pipeline.vectors.gpkg import publish_scene
     layers = scene_layers(300000, 3000000, 1)
     n = 300_000
     x = 300000 + np.arange(n) % 1000 * 3.0

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.blend import blend_window
 from pipeline.errors import ConfigError
 from pipeline.grid import BlockPlan, Region, Shape2d, reflect_indices
+from pipeline.raster.blend import blend_window
 
 
 @given(

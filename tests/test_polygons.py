@@ -14,8 +14,9 @@ from pyproj import CRS
 from scipy import ndimage
 from shapely import affinity
 
-from pipeline.grid import Region, Shape2d
-from pipeline.polygons import (
+from pipeline.grid import GeoGrid, Region, Shape2d
+from pipeline.vectors import VectorSettings, vectorize_scene
+from pipeline.vectors.polygons import (
     GroundFrame,
     clean_buildings,
     dominant_angle,
@@ -24,7 +25,6 @@ from pipeline.polygons import (
     ground_lengths_m,
     regularize_building,
 )
-from pipeline.vectorize import VectorSettings, vectorize_scene
 
 UTM = CRS.from_user_input("EPSG:32645")
 TRANSFORM = Affine(0.5, 0.0, 300000.0, 0.0, -0.5, 3000000.0)
@@ -64,7 +64,7 @@ def reader(mask: np.ndarray):
 def test_noisy_rotated_rectangle_becomes_four_right_angles(seed):
     rect = affinity.rotate(shapely.box(40, 60, 120, 100), 7 + seed * 11, origin="centroid")
     mask = noisy_mask(rect, 160, seed)
-    layers = vectorize_scene(reader(mask), Shape2d(160, 160), TRANSFORM, UTM, settings=VectorSettings(chunk_size=64))
+    layers = vectorize_scene(reader(mask), GeoGrid(Shape2d(160, 160), TRANSFORM, UTM), settings=VectorSettings(chunk_size=64))
     assert len(layers.buildings) == 1
     footprint = layers.buildings.geometry.iloc[0]
     assert len(footprint.exterior.coords) == 5
@@ -77,7 +77,7 @@ def test_l_shaped_building_keeps_six_right_angled_corners():
     ell = shapely.Polygon([(0, 0), (60, 0), (60, 20), (25, 20), (25, 50), (0, 50)])
     ell = affinity.translate(affinity.rotate(ell, 23, origin=(0, 0)), 50, 30)
     mask = noisy_mask(ell, 140, 4)
-    layers = vectorize_scene(reader(mask), Shape2d(140, 140), TRANSFORM, UTM)
+    layers = vectorize_scene(reader(mask), GeoGrid(Shape2d(140, 140), TRANSFORM, UTM))
     footprint = layers.buildings.geometry.iloc[0]
     assert len(footprint.exterior.coords) == 7
     angles = corner_angles(footprint)
@@ -86,7 +86,7 @@ def test_l_shaped_building_keeps_six_right_angled_corners():
 
 def test_noisy_round_building_is_not_squared():
     mask = noisy_mask(shapely.Point(70, 70).buffer(30), 140, 5)
-    layers = vectorize_scene(reader(mask), Shape2d(140, 140), TRANSFORM, UTM)
+    layers = vectorize_scene(reader(mask), GeoGrid(Shape2d(140, 140), TRANSFORM, UTM))
     footprint = layers.buildings.geometry.iloc[0]
     angles = corner_angles(footprint)
     assert (np.minimum(abs(angles - 90), abs(angles - 270)) > 5).mean() > 0.5
@@ -147,9 +147,9 @@ def test_ground_areas_and_lengths_on_the_ellipsoid_match_utm():
 
 def test_ground_frame_composes_back_to_the_scene_transform():
     for transform, crs in [(TRANSFORM, UTM), (Affine(5e-6, 0, 85.5, 0, -5e-6, 27.6), CRS.from_user_input("EPSG:4326"))]:
-        frame = GroundFrame.for_scene(transform, crs, Shape2d(1000, 1000))
+        frame = GroundFrame.for_grid(GeoGrid(Shape2d(1000, 1000), transform, crs))
         composed = frame.to_crs @ frame.to_ground
         assert composed.almost_equals(transform, precision=1e-12)
-    geo = GroundFrame.for_scene(Affine(5e-6, 0, 85.5, 0, -5e-6, 27.6), CRS.from_user_input("EPSG:4326"), Shape2d(10, 10))
+    geo = GroundFrame.for_grid(GeoGrid(Shape2d(10, 10), Affine(5e-6, 0, 85.5, 0, -5e-6, 27.6), CRS.from_user_input("EPSG:4326")))
     # At 27.6 N a degree of longitude is ~0.886 of a degree of latitude: pixels are not square on the ground.
     assert abs(geo.to_ground.a / geo.to_ground.e) == pytest.approx(0.887, abs=0.005)

@@ -5,7 +5,7 @@ import pytest
 import rasterio
 
 from pipeline.grid import BlockPlan, Region, Shape2d
-from pipeline.read import SceneReader, mirror_read
+from pipeline.raster.read import SceneReader, mirror_read
 from tests.conftest import coordinate_image, write_geotiff
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import SegmentConfig
-from pipeline.run import segment_scene
+from pipeline.stages import segment_scene
 from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
 
 CHILD = """
 import sys
 from pipeline.config import SegmentConfig
-from pipeline.run import segment_scene
+from pipeline.stages import segment_scene
 segment_scene(sys.argv[1], sys.argv[2], SegmentConfig(model=sys.argv[3], block_size=48, max_in_flight=1),
               journal_interval=0)
 """

@@ -8,14 +8,14 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from pipeline.config import SegmentConfig
-from pipeline.run import infer_blocks, prepare, publish_masks
+from pipeline.stages import infer_blocks, prepare, publish_masks
 
 
 def _mask(scene, out, checkpoint, **options):
     config = SegmentConfig(model=str(checkpoint), overwrite=True, **options)
     job = prepare(scene, out, config)
     store = infer_blocks(job, journal_interval=0)
-    mask_path, _ = publish_masks(job, store)
+    mask_path = publish_masks(job, store).mask
     with rasterio.open(mask_path) as ds:
         return ds.read(1), store, job
 

@@ -12,7 +12,7 @@ from scipy.ndimage import binary_erosion, label
 
 from pipeline.errors import ConfigError, SceneReadError
 from pipeline.grid import Shape2d
-from pipeline.synthetic import TRUTH_LAYERS, read_truth, rasterize_truth, write_synthetic_scene
+from pipeline.synthetic import TRUTH_LAYERS, rasterize_truth, read_truth, write_synthetic_scene
 
 ROWS, COLS = 384, 448
 SEED = 7

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 
 from models.augment import Augment
 from models.checkpoint import load_checkpoint
-from models.data import split_rows, synthetic_scenes
-from models.train import TrainConfig, last_checkpoint_path, train, train_from_paths
 from pipeline.errors import ConfigError
+from pipeline.training.data import split_rows, synthetic_scenes
+from pipeline.training.train import TrainConfig, last_checkpoint_path, train, train_from_paths
 
 torch.set_num_threads(1)
 

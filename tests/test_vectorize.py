@@ -12,8 +12,8 @@ from shapely.geometry import shape as to_shape
 from skimage.draw import disk, line
 
 from pipeline.errors import ConfigError, SceneReadError
-from pipeline.grid import Region, Shape2d
-from pipeline.vectorize import (
+from pipeline.grid import GeoGrid, Region, Shape2d
+from pipeline.vectors import (
     ChunkStream,
     SceneVectorizer,
     VectorSettings,
@@ -134,7 +134,7 @@ def test_score_is_mean_confidence_over_the_stitched_pixels():
 def test_vectorize_scene_is_chunk_size_independent(scene):
     mask, confidence = scene
     layers = {
-        chunk: vectorize_scene(reader(mask, confidence), Shape2d(*mask.shape), TRANSFORM, UTM, settings=VectorSettings(chunk_size=chunk))
+        chunk: vectorize_scene(reader(mask, confidence), GeoGrid(Shape2d(*mask.shape), TRANSFORM, UTM), settings=VectorSettings(chunk_size=chunk))
         for chunk in (256, 512, 2048)
     }
     base = layers[2048]
@@ -148,7 +148,7 @@ def test_vectorize_scene_is_chunk_size_independent(scene):
 
 def test_layers_have_the_documented_columns_and_units(scene):
     mask, confidence = scene
-    layers = vectorize_scene(reader(mask, confidence), Shape2d(*mask.shape), TRANSFORM, UTM, settings=VectorSettings(chunk_size=512))
+    layers = vectorize_scene(reader(mask, confidence), GeoGrid(Shape2d(*mask.shape), TRANSFORM, UTM), settings=VectorSettings(chunk_size=512))
     for name, frame in layers.items():
         measure = "length_m" if name == "road_centerlines" else "area_m2"
         assert list(frame.columns) == ["class", "score", measure, "geometry"], name
@@ -180,7 +180,7 @@ def test_geographic_scene_areas_match_utm_within_one_percent():
     mask[rr, cc] = 1
     mask[5, 5] = 1  # a speck of ~0.25 m^2
     transform = Affine(5e-6, 0.0, 85.52, 0.0, -4.5e-6, 27.63)
-    layers = vectorize_scene(reader(mask, np.full_like(mask, 200)), Shape2d(400, 400), transform, "EPSG:4326")
+    layers = vectorize_scene(reader(mask, np.full_like(mask, 200)), GeoGrid(Shape2d(400, 400), transform, "EPSG:4326"))
     b = layers.buildings
     assert len(b) > 5
     utm_area = b.to_crs(UTM).area.values
@@ -195,12 +195,12 @@ def test_read_chunk_must_return_the_requested_window():
         return mask, mask
 
     with pytest.raises(SceneReadError, match="expected"):
-        vectorize_scene(bad, Shape2d(40, 40), TRANSFORM, UTM, settings=VectorSettings(chunk_size=16, halo_px=4))
+        vectorize_scene(bad, GeoGrid(Shape2d(40, 40), TRANSFORM, UTM), settings=VectorSettings(chunk_size=16, halo_px=4))
 
 
 def test_empty_mask_gives_empty_layers():
     mask = np.zeros((50, 50), dtype=np.uint8)
-    layers = vectorize_scene(reader(mask, mask), Shape2d(50, 50), TRANSFORM, UTM, settings=VectorSettings(chunk_size=16))
+    layers = vectorize_scene(reader(mask, mask), GeoGrid(Shape2d(50, 50), TRANSFORM, UTM), settings=VectorSettings(chunk_size=16))
     assert layers.counts() == {"buildings": 0, "roads": 0, "road_centerlines": 0}
     assert list(layers.road_centerlines.columns) == ["class", "score", "length_m", "geometry"]
 
@@ -211,14 +211,14 @@ def test_settings_are_validated():
     with pytest.raises(ConfigError, match="min_building_area_m2"):
         VectorSettings(min_building_area_m2=-1)
     with pytest.raises(ConfigError, match="building"):
-        vectorize_scene(reader(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8)), Shape2d(4, 4), TRANSFORM, UTM, classes={1: "house"})
+        vectorize_scene(reader(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8)), GeoGrid(Shape2d(4, 4), TRANSFORM, UTM), classes={1: "house"})
 
 
 def test_a_building_only_model_gets_empty_road_layers():
     from affine import Affine
 
     from pipeline.grid import Region, Shape2d
-    from pipeline.vectorize import VectorSettings, vectorize_scene
+    from pipeline.vectors import VectorSettings, vectorize_scene
 
     mask = np.zeros((120, 140), dtype=np.uint8)
     mask[10:40, 20:60] = 1
@@ -229,7 +229,7 @@ def test_a_building_only_model_gets_empty_road_layers():
         rows, cols = region.slices_in(Region.of_shape(Shape2d(*mask.shape)))
         return mask[rows, cols], confidence[rows, cols]
 
-    layers = vectorize_scene(read, Shape2d(*mask.shape), Affine(0.5, 0, 300000, 0, -0.5, 3000000), "EPSG:32645",
+    layers = vectorize_scene(read, GeoGrid(Shape2d(*mask.shape), Affine(0.5, 0, 300000, 0, -0.5, 3000000), "EPSG:32645"),
                              classes={1: "building"}, settings=VectorSettings(chunk_size=64))
     assert len(layers.buildings) == 2
     assert len(layers.roads) == 0 and len(layers.road_centerlines) == 0
@@ -255,8 +255,8 @@ def _assert_same_layers(got, expected) -> None:
 def test_chunk_stream_starts_chunks_as_regions_finish_and_equals_vectorize_scene(scene, processes):
     mask, confidence = scene
     settings = VectorSettings(chunk_size=128, halo_px=16)
-    expected = vectorize_scene(reader(mask, confidence), Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings)
-    stream = ChunkStream(SceneVectorizer(Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings), processes=processes)
+    expected = vectorize_scene(reader(mask, confidence), GeoGrid(Shape2d(*mask.shape), TRANSFORM, UTM), settings=settings)
+    stream = ChunkStream(SceneVectorizer(GeoGrid(Shape2d(*mask.shape), TRANSFORM, UTM), settings=settings), processes=processes)
     stream.start(reader(mask, confidence))
     regions = _partition(mask.shape, 70, 90)
     half = len(regions) // 2
@@ -274,8 +274,8 @@ def test_chunk_stream_starts_chunks_as_regions_finish_and_equals_vectorize_scene
 def test_chunk_stream_runs_the_chunks_never_completed_at_the_end(scene):
     mask, confidence = scene
     settings = VectorSettings(chunk_size=256)
-    expected = vectorize_scene(reader(mask, confidence), Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings)
-    stream = ChunkStream(SceneVectorizer(Shape2d(*mask.shape), TRANSFORM, UTM, settings=settings), processes=False)
+    expected = vectorize_scene(reader(mask, confidence), GeoGrid(Shape2d(*mask.shape), TRANSFORM, UTM), settings=settings)
+    stream = ChunkStream(SceneVectorizer(GeoGrid(Shape2d(*mask.shape), TRANSFORM, UTM), settings=settings), processes=False)
     stream.start(reader(mask, confidence))
     stream.final(Region(0, 0, 400, 700))  # completes no window of the second or third chunk row
     assert stream.started_chunks == 3
@@ -289,7 +289,7 @@ class WrongWindowReader:
 
 def test_chunk_stream_reports_a_failing_chunk_from_its_process():
     settings = VectorSettings(chunk_size=16, halo_px=4)
-    stream = ChunkStream(SceneVectorizer(Shape2d(40, 40), TRANSFORM, UTM, settings=settings), processes=True)
+    stream = ChunkStream(SceneVectorizer(GeoGrid(Shape2d(40, 40), TRANSFORM, UTM), settings=settings), processes=True)
     stream.start(WrongWindowReader())
     stream.final(Region(0, 0, 40, 40))
     with pytest.raises(SceneReadError, match="exactly the requested window"):
@@ -298,6 +298,6 @@ def test_chunk_stream_reports_a_failing_chunk_from_its_process():
 
 def test_centerlines_take_the_score_of_the_road_they_run_in(scene):
     mask, confidence = scene
-    layers = vectorize_scene(reader(mask, confidence), Shape2d(*mask.shape), TRANSFORM, UTM)
+    layers = vectorize_scene(reader(mask, confidence), GeoGrid(Shape2d(*mask.shape), TRANSFORM, UTM))
     assert len(layers.roads) == 1 and len(layers.road_centerlines) >= 3
     np.testing.assert_allclose(layers.road_centerlines["score"], layers.roads["score"].iloc[0])

@@ -28,23 +28,13 @@ from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.errors import OutputError, SceneSegError
-from pipeline.vectorize import VectorLayers
+from pipeline.vectors.layers import FEATURE_LAYERS, SCENE_COLUMNS, SCENES_LAYER, VectorLayers
 
 __all__ = ["SceneRecord", "publish_scene", "read_scenes", "published_checksums", "SCENES_LAYER"]
 
-SCENES_LAYER = "scenes"
-_GEOMETRY_TYPES = {
-    "buildings": "Polygon",
-    "roads": "Polygon",
-    "road_centerlines": "LineString",
-    SCENES_LAYER: "Polygon",
-}
-_FEATURE_COLUMNS = {
-    "buildings": ["class", "score", "area_m2"],
-    "roads": ["class", "score", "area_m2"],
-    "road_centerlines": ["class", "score", "length_m"],
-}
-_SCENE_COLUMNS = ["scene_id", "model", "run_id", "created_at"]
+_GEOMETRY_TYPES = {**{s.name: s.geometry_type for s in FEATURE_LAYERS}, SCENES_LAYER: "Polygon"}
+_FEATURE_COLUMNS = {s.name: s.columns for s in FEATURE_LAYERS}
+_SCENE_COLUMNS = list(SCENE_COLUMNS)
 _RECORD_COLUMNS = [
     "scene_id", "path", "checksum", "crs", "processed_at", "model", "run_id", "status", "error",
     "n_buildings", "n_roads", "n_road_centerlines", "counts",

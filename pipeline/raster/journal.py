@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.blend import UnitPartial
 from pipeline.grid import BlockPlan
+from pipeline.raster.blend import UnitPartial
 
 __all__ = ["BlockJournal"]
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.blend import BlockAccumulator, UnitPartial, UnitResult, blend_window, split_block
 from pipeline.grid import Block, BlockPlan
-from pipeline.infer import InferenceSettings, get_predictor
-from pipeline.read import SceneReader
+from pipeline.raster.blend import BlockAccumulator, UnitPartial, UnitResult, blend_window, split_block
+from pipeline.raster.infer import InferenceSettings, get_predictor
+from pipeline.raster.read import SceneReader
+from pipeline.raster.scene import configure_gdal
 
 __all__ = ["BlockJob", "BlockOutput", "process_block", "cut_tiles"]
 
@@ -60,6 +61,7 @@ def _reader(job: BlockJob) -> SceneReader:
     key = (str(job.scene_path), job.bands)
     with _readers_lock:
         if key not in _readers:
+            configure_gdal()  # a Dask worker in another process starts its part of the run here
             # Keep the handles of the last few scenes only: a nightly batch opens many.
             while len(_readers) >= 4:
                 _readers.pop(next(iter(_readers))).close()

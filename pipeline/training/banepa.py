@@ -1,6 +1,6 @@
 """Train U-Net and U-Net++ on the Banepa tiles on one budget; keep the better as ``buildings-banepa.pt``.
 
-    python -m models.train_banepa --data ../shared/data/banepa --out models/weights/buildings-banepa.pt
+    python -m pipeline.training.banepa --data ../shared/data/banepa --out models/weights/buildings-banepa.pt
 
 Imagery: OpenAerialMap (CC-BY-4.0). Building footprints: (c) OpenStreetMap contributors (ODbL).
 
@@ -24,8 +24,8 @@ import torch
 
 from models.augment import Augment
 from models.checkpoint import load_checkpoint
-from models.data import LabelSpec, SceneData, TrainingSource, ValidationTiles
-from models.train import TrainConfig, evaluate, train
+from pipeline.training.data import LabelSpec, SceneData, TrainingSource, ValidationTiles
+from pipeline.training.train import TrainConfig, evaluate, train
 
 __all__ = ["TRAIN_ROWS", "VAL_ROWS", "TEST_ROWS", "tile_row", "banepa_sources", "banepa_config", "main"]
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (one: see train_demo).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stdout)
-    for name in ("models.train", __name__):
+    for name in ("pipeline.training.train", __name__):
         logging.getLogger(name).setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

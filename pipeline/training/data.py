@@ -31,8 +31,8 @@ from torch.utils.data import Dataset
 from models.augment import Augment, augment
 from pipeline.errors import ConfigError, SceneReadError, SceneValidationError
 from pipeline.grid import Region, Shape2d, reflect_indices
-from pipeline.read import mirror_read, normalize
-from pipeline.scene import open_scene
+from pipeline.raster.read import mirror_read, normalize
+from pipeline.raster.scene import open_scene
 from pipeline.synthetic import write_synthetic_scene
 
 __all__ = [

@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.augment import Augment
 from models.checkpoint import ModelCard, save_checkpoint
-from models.data import (
+from models.device import autocast, resolve_device
+from models.factory import create_model
+from models.losses import SegmentationLoss, confusion_counts, iou_and_dice_per_class
+from pipeline.errors import CheckpointError, ConfigError, OutputError
+from pipeline.training.data import (
     LabelSpec,
     SceneData,
     TrainingSource,
@@ -39,9 +43,6 @@ from models.data import (
     iter_batches,
     split_by_area,
 )
-from models.factory import create_model
-from models.losses import SegmentationLoss, confusion_counts, iou_and_dice_per_class
-from pipeline.errors import CheckpointError, ConfigError, OutputError
 
 __all__ = ["TrainConfig", "TrainResult", "train", "train_from_paths", "evaluate", "last_checkpoint_path"]
 
@@ -149,23 +150,6 @@ def last_checkpoint_path(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}.last.pt")
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but torch sees no CUDA device: use --device cpu")
-    return device
-
-
-def _autocast(device: torch.device, precision: str):
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "cpu" and precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def _lr_at(step: int, total: int, config: TrainConfig) -> float:
     """Linear warm-up to ``lr``, then cosine decay to 1% of it at the last step."""
     if step < config.warmup_steps:
@@ -191,7 +175,7 @@ def evaluate(
     loss_sum, n = 0.0, 0
     for images, masks in iter_batches(tiles, config.batch_size):
         images, masks = images.to(device), masks.to(device)
-        with _autocast(device, config.precision):
+        with autocast(device, config.precision):
             logits = model(images)
         logits = logits.float()
         loss_sum += float(loss_fn(logits, masks)) * len(images)
@@ -346,7 +330,7 @@ def _train_epoch(
         for group in run.optimizer.param_groups:
             group["lr"] = _lr_at(run.epoch * config.steps_per_epoch + step, total_steps, config)
         images, masks = images.to(device), masks.to(device)
-        with _autocast(device, config.precision):
+        with autocast(device, config.precision):
             logits = run.model(images)
         # The loss in fp32 whatever the autocast; U-Net++ with deep supervision gives a list of heads.
         logits = logits.float() if isinstance(logits, torch.Tensor) else [x.float() for x in logits]
@@ -380,7 +364,7 @@ def train(
     if not sources_train or not sources_val:
         raise ConfigError("training needs at least one training and one validation source")
     t_start = time.perf_counter()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     with _deterministic(device):
         run, stopped_early = _train(config, sources_train, sources_val, device, progress, on_epoch, t_start)
     if not Path(config.out).is_file():
@@ -517,7 +501,7 @@ def train_from_paths(
     """Train from scene files and one label file, splitting by area.
 
     Scenes laid out in two or more rows of tiles are split by rows of tiles (the southernmost row
-    validates, see :func:`models.data.split_by_bounds`); otherwise each scene is cut into a training band
+    validates, see :func:`pipeline.training.data.split_by_bounds`); otherwise each scene is cut into a training band
     and a validation band of rows (the bottom ``val_fraction``), half a tile apart.
 
     Args:

@@ -1,6 +1,6 @@
 """Regenerate the packaged demo model ``models/weights/synthetic-demo.pt`` from synthetic scenes.
 
-    python -m models.train_demo --out models/weights/synthetic-demo.pt
+    python -m pipeline.training.demo --out models/weights/synthetic-demo.pt
 
 Training scenes use seeds 0-31 and validation scenes seeds 900-902; the demo scene (seed 4242)
 is never seen. About 15 minutes on one CPU thread (2000 steps of 4 tiles); a GPU is used when there is one.
@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from models.augment import Augment
-from models.data import synthetic_scenes
-from models.train import TrainConfig, train
+from pipeline.training.data import synthetic_scenes
+from pipeline.training.train import TrainConfig, train
 
 __all__ = ["demo_config", "main"]
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="Continue from <out>.last.pt.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stdout)
-    for name in ("models.train", __name__):
+    for name in ("pipeline.training.train", __name__):
         logging.getLogger(name).setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

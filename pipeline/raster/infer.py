@@ -17,27 +17,25 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
+from models.checkpoint import load_checkpoint
+from models.device import Precision, autocast_dtype, resolve_device
 from pipeline.errors import ConfigError
 
 __all__ = [
-    "Precision",
     "InferenceSettings",
-    "resolve_device",
     "usable_cores",
     "cpu_threads_per_forward",
     "Predictor",
     "get_predictor",
-    "clear_predictors",
 ]
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 @dataclass(frozen=True)
@@ -50,23 +48,6 @@ class InferenceSettings:
     channels_last: bool = True
     compile: bool = False
     torch_threads: int | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device {name!r} is not a torch device name ({exc}). Use auto, cpu, cuda or cuda:N.") from exc
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: no CUDA device is visible to torch on this machine. "
-                              "Use --device cpu, or install the CUDA build of torch (see README).")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible.")
-    return device
 
 
 def usable_cores() -> int:
@@ -100,14 +81,6 @@ def cpu_threads_per_forward(settings: InferenceSettings, concurrent: int | None 
     return max(1, usable_cores() // concurrent)
 
 
-def _autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "fp16":
-        return torch.float16
-    return torch.bfloat16
-
-
 class Predictor:
     """A model on one device that turns normalized tiles into class probabilities."""
 
@@ -117,7 +90,7 @@ class Predictor:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.activation = activation
-        self.autocast_dtype = _autocast_dtype(self.device, settings.precision)
+        self.autocast_dtype = autocast_dtype(self.device, settings.precision)
         self.memory_format = (
             torch.channels_last if settings.channels_last and self.device.type == "cuda" else torch.contiguous_format
         )
@@ -168,7 +141,11 @@ class Predictor:
             return probs.cpu().numpy()
 
 
-_cache: dict[tuple[str, float, InferenceSettings], Predictor] = {}
+#: Predictors kept per process. A long-running ``serve`` meets a new checkpoint id (or settings) now and
+#: then; the oldest is dropped so the device memory held stays that of a few models.
+MAX_CACHED_PREDICTORS = 2
+
+_cache: OrderedDict[tuple[str, float, InferenceSettings], Predictor] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -177,21 +154,17 @@ def get_predictor(checkpoint: str | Path, settings: InferenceSettings) -> Predic
 
     Workers call this themselves (on a Dask worker, or in-process), so the model is never pickled with a task.
     """
-    from models.checkpoint import load_checkpoint
-
     path = Path(checkpoint).resolve()
     key = (str(path), path.stat().st_mtime, settings)
     threads = cpu_threads_per_forward(settings)
     if threads and threads != torch.get_num_threads():
         torch.set_num_threads(threads)  # process-wide; the forwards of every thread use it
     with _cache_lock:
-        if key not in _cache:
+        if key in _cache:
+            _cache.move_to_end(key)
+        else:
             loaded = load_checkpoint(path)
             _cache[key] = Predictor(loaded.model, loaded.card.activation, settings)
+            while len(_cache) > MAX_CACHED_PREDICTORS:
+                _cache.popitem(last=False)
         return _cache[key]
-
-
-def clear_predictors() -> None:
-    """Drop every cached predictor (frees device memory between runs)."""
-    with _cache_lock:
-        _cache.clear()

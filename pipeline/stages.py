@@ -1,10 +1,12 @@
-"""Segmenting one scene, stage by stage. The CLI calls ``segment_scene``; the Prefect flow calls the stages.
+"""The stages of segmenting one scene, as plain functions with narrow inputs.
 
     prepare ─► infer_blocks ─► publish_masks ─► vectorize ─► publish_vectors ─► finish
-                  └── chunk vectorization (a ChunkStream process) ──┘
+                  └── vector chunks (the scene's ChunkStream) ──┘
 
-While ``infer_blocks`` writes the mask, every vector chunk whose window is final is polygonized in a
-background process; ``vectorize`` then only waits for the last chunks and stitches.
+The flows (``flows/segment.py``, ``flows/nightly.py``) call the stages as Prefect tasks in this order;
+the CLI calls :func:`segment_scene`, which calls the same functions in the same order. While
+``infer_blocks`` writes the mask, every vector chunk whose window is final is polygonized in a background
+process (:func:`vector_stream`); ``vectorize`` then only waits for the last chunks and stitches.
 
 ``prepare`` validates everything (scene, checkpoint, options, existing outputs) before any file is
 written, so bad input leaves nothing behind. Outputs appear only by rename once complete; the hidden
@@ -17,25 +19,29 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from shapely.geometry import box
 
-from pipeline.blend import NODATA_CLASS, UnitAssembler, UnitResult
-from pipeline.blocks import BlockJob
+from models.checkpoint import find_checkpoint, load_checkpoint
 from pipeline.config import SegmentConfig
 from pipeline.errors import OutputError
-from pipeline.execute import dask_client, local_gpu_count, run_blocks
 from pipeline.grid import BlockPlan
-from pipeline.infer import InferenceSettings
-from pipeline.journal import BlockJournal
-from pipeline.scene import SceneInfo, check_scene_fits, file_checksum, open_scene
-from pipeline.vectorize import ChunkStream, SceneVectorizer, VectorSettings
-from pipeline.write import WorkingStore, atomic_path, publish_raster
+from pipeline.raster.blend import NODATA_CLASS, UnitAssembler, UnitResult
+from pipeline.raster.blocks import BlockJob
+from pipeline.raster.execute import dask_client, local_gpu_count, run_blocks
+from pipeline.raster.infer import InferenceSettings
+from pipeline.raster.journal import BlockJournal
+from pipeline.raster.scene import SceneInfo, check_scene_fits, configure_gdal, file_checksum, open_scene
+from pipeline.raster.write import WorkingStore, atomic_path, publish_raster
+from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
+from pipeline.vectors.gpkg import SceneRecord, publish_scene
+from pipeline.vectors.layers import VectorLayers
+from pipeline.vectors.stream import ChunkStream
 
 __all__ = [
     "GPKG_NAME",
@@ -48,9 +54,10 @@ __all__ = [
     "vectorize",
     "publish_vectors",
     "finish",
-    "SegmentedScene",
-    "segment_to_layers",
-    "publish_segmented",
+    "MaskOutputs",
+    "vector_stream",
+    "scene_vectorizer",
+    "StageTimer",
     "segment_scene",
 ]
 
@@ -143,8 +150,7 @@ def prepare(
 
     ``scene_id`` names the outputs and the GeoPackage rows (default: the file name without extension).
     """
-    from models.checkpoint import find_checkpoint, load_checkpoint
-
+    configure_gdal()
     scene = open_scene(scene_path)
     if scene_id is not None:
         scene = dataclasses.replace(scene, scene_id=scene_id)
@@ -189,11 +195,12 @@ def _fingerprint(job: SceneJob) -> dict:
 
 
 def infer_blocks(
-    job: SceneJob, progress: Progress | None = None, journal_interval: float = 10.0, stream: ChunkStream | None = None
+    job: SceneJob, stream: ChunkStream | None = None, progress: Progress | None = None, journal_interval: float = 10.0
 ) -> WorkingStore:
     """Run every block not yet journaled, write each unit into the working store once, and checkpoint.
 
-    ``stream`` (optional) is told of every region of the mask that is final, resumed ones included.
+    ``stream`` (the scene's :func:`vector_stream`) is told of every region of the mask that is final,
+    resumed ones included; without one, ``vectorize`` is not possible afterwards.
     """
     plan = job.plan
     # The journal first: it clears a working directory left by a different scene, model or plan.
@@ -230,8 +237,6 @@ def infer_blocks(
     in_flight = max(job.config.max_in_flight, 2 * gpus)
     with dask_client(job.config.dask_address, job.config.max_in_flight, gpus) as client:
         for output in run_blocks(client, job.block_job, indices, in_flight):
-            if stream is not None:
-                stream.started_before_last_block = stream.started_chunks
             write(output.finals)
             journal.block_done(output.index, output.partials)
             write(assembler.add(output.partials))
@@ -246,51 +251,64 @@ def infer_blocks(
     return store
 
 
-def publish_masks(job: SceneJob, store: WorkingStore) -> tuple[Path, Path | None]:
+@dataclass(frozen=True)
+class MaskOutputs:
+    """The published rasters of a scene."""
+
+    mask: Path
+    confidence: Path | None
+
+
+def publish_masks(job: SceneJob, store: WorkingStore) -> MaskOutputs:
     """Write the mask (and the confidence raster, if asked) as COGs with the scene's exact grid."""
     job.out_dir.mkdir(parents=True, exist_ok=True)
     # No run id or time in the raster: the same scene and model give the same bytes (resume relies on it).
     tags = {"sceneseg_model": job.checkpoint_id, "sceneseg_classes": ",".join(job.classes)}
     mask = publish_raster(
-        store.mask, job.mask_path, job.scene.transform, job.scene.crs, nodata=NODATA_CLASS,
-        classes=job.classes, description="class", tags=tags,
+        store.mask, job.mask_path, job.scene.grid, nodata=NODATA_CLASS, classes=job.classes, description="class",
+        tags=tags,
     )
     confidence = None
     if job.config.write_confidence:
         confidence = publish_raster(
-            store.confidence, job.confidence_path, job.scene.transform, job.scene.crs, nodata=None,
+            store.confidence, job.confidence_path, job.scene.grid, nodata=None,
             description="confidence of the class in the mask, probability x 255", tags=tags,
         )
-    return mask, confidence
+    return MaskOutputs(mask, confidence)
 
 
 def scene_vectorizer(job: SceneJob) -> SceneVectorizer:
-    """The vector stage's settings for a scene: its grid, CRS and the model's classes."""
+    """The vector stage's settings for a scene: its grid and the model's classes."""
     classes = {i: name for i, name in enumerate(job.classes) if i > 0}
     settings = VectorSettings(
         min_building_area_m2=job.config.min_building_area_m2, chunk_size=job.config.vector_chunk_size
     )
-    return SceneVectorizer(job.plan.scene, job.scene.transform, job.scene.crs, classes=classes, settings=settings)
+    return SceneVectorizer(job.scene.grid, classes=classes, settings=settings)
 
 
-def vectorize(job: SceneJob, store: WorkingStore, stream: ChunkStream | None = None):
+@contextmanager
+def vector_stream(job: SceneJob) -> Iterator[ChunkStream]:
+    """The scene's background vector chunk work, from before ``infer_blocks`` until after ``vectorize``."""
+    stream = ChunkStream(scene_vectorizer(job))
+    try:
+        yield stream
+    finally:
+        stream.close()
+
+
+def vectorize(job: SceneJob, store: WorkingStore, stream: ChunkStream) -> VectorLayers:
     """Polygons and centerlines of the scene's mask, stitched across chunks, in the scene CRS.
 
-    With the ``stream`` that ran beside ``infer_blocks``, only the chunks it has not finished are run.
+    Only the chunks that ``stream`` (which ran beside ``infer_blocks``) has not finished are run now.
     """
-    if stream is None:
-        stream = ChunkStream(scene_vectorizer(job), processes=False)  # all chunks run here, now
-        stream.start(store.reader())
     layers = stream.vectorizer.finish(stream.results())
     return layers.with_attributes(
         scene_id=job.scene.scene_id, model=job.checkpoint_id, run_id=job.run_id, created_at=job.created_at
     )
 
 
-def scene_record(job: SceneJob, counts: dict[str, int], checksum: str | None = None):
+def scene_record(job: SceneJob, counts: dict[str, int], checksum: str | None = None) -> SceneRecord:
     """The scene's row of the ``scenes`` layer."""
-    from pipeline.gpkg import SceneRecord
-
     return SceneRecord(
         scene_id=job.scene.scene_id, path=str(job.scene.path.resolve()),
         checksum=checksum or file_checksum(job.scene.path),
@@ -299,16 +317,24 @@ def scene_record(job: SceneJob, counts: dict[str, int], checksum: str | None = N
     )
 
 
-def publish_vectors(job: SceneJob, layers, checksum: str | None = None) -> dict[str, int]:
+def publish_vectors(job: SceneJob, layers: VectorLayers, checksum: str | None = None) -> dict[str, int]:
     """Replace the scene's features in the output GeoPackage (atomically); return the feature counts."""
-    from pipeline.gpkg import publish_scene
-
     job.out_dir.mkdir(parents=True, exist_ok=True)
     return publish_scene(job.gpkg_path, layers, scene_record(job, layers.counts(), checksum), crs=job.config.output_crs)
 
 
-def finish(job: SceneJob, store: WorkingStore, result: SegmentResult) -> SegmentResult:
-    """Save the run's settings and summary beside the outputs and remove the working directory."""
+def finish(
+    job: SceneJob, store: WorkingStore, stream: ChunkStream, masks: MaskOutputs, counts: dict[str, int],
+    seconds: dict[str, float],
+) -> SegmentResult:
+    """Save the run's settings and summary beside the outputs, remove the working directory, say what was done."""
+    result = SegmentResult(
+        scene_id=job.scene.scene_id, mask_path=masks.mask, gpkg_path=job.gpkg_path, confidence_path=masks.confidence,
+        counts=counts, blocks=job.plan.n_blocks.size, tiles=job.plan.n_tiles.size,
+        tile_overhead=job.plan.tile_overhead, resumed_blocks=store.resumed_blocks,
+        seconds=seconds | {"total": sum(seconds.values())}, vector_chunks=len(stream.chunks),
+        vector_chunks_during_inference=stream.started_before_last_region,
+    )
     record = {"config": job.config.model_dump(mode="json"), "checkpoint": str(job.checkpoint),
               "model": job.checkpoint_id, "run_id": job.run_id, "created_at": job.created_at,
               "result": result.summary()}
@@ -319,81 +345,19 @@ def finish(job: SceneJob, store: WorkingStore, result: SegmentResult) -> Segment
     return result
 
 
-StageRunner = Callable[..., Any]
+class StageTimer:
+    """Wall-clock seconds per stage: ``with timer("infer"): ...``."""
 
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
 
-def _call(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
-
-
-@dataclass
-class SegmentedScene:
-    """A scene segmented and vectorized but not yet published to the GeoPackage."""
-
-    job: SceneJob
-    store: WorkingStore
-    layers: Any
-    mask_path: Path
-    confidence_path: Path | None
-    seconds: dict[str, float]
-    vector_chunks: int = 0
-    vector_chunks_during_inference: int = 0
-
-
-def segment_to_layers(
-    scene_path: str | Path,
-    out_dir: str | Path,
-    config: SegmentConfig,
-    *,
-    progress: Progress | None = None,
-    run_id: str | None = None,
-    journal_interval: float = 10.0,
-    stage: StageRunner = _call,
-    scene_id: str | None = None,
-) -> SegmentedScene:
-    """Every stage up to the GeoPackage: validate, infer, publish the mask, vectorize.
-
-    ``stage(name, fn, *args)`` runs each stage; the Prefect flows pass one that makes each a task, so
-    the CLI and the flows run exactly the same code.
-    """
-    seconds: dict[str, float] = {}
-
-    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        t = time.perf_counter()
-        out = stage(name, fn, *args)
-        seconds[name] = time.perf_counter() - t
-        return out
-
-    job = timed("prepare", prepare, scene_path, out_dir, config, run_id, scene_id)
-    stream = ChunkStream(scene_vectorizer(job))
-    try:
-        store = timed("infer", infer_blocks, job, progress, journal_interval, stream)
-        mask_path, confidence_path = timed("publish-masks", publish_masks, job, store)
-        layers = timed("vectorize", vectorize, job, store, stream)
-    finally:
-        stream.close()
-    return SegmentedScene(
-        job, store, layers, mask_path, confidence_path, seconds, len(stream.chunks), stream.started_before_last_block
-    )
-
-
-def publish_segmented(
-    done: SegmentedScene, checksum: str | None = None, stage: StageRunner = _call
-) -> SegmentResult:
-    """Publish a segmented scene's features to the GeoPackage and finish its run (one writer at a time)."""
-    job = done.job
-    t = time.perf_counter()
-    counts = stage("publish-vectors", publish_vectors, job, done.layers, checksum)
-    seconds = done.seconds | {"publish-vectors": time.perf_counter() - t}
-    seconds["total"] = sum(seconds.values())
-    result = SegmentResult(
-        scene_id=job.scene.scene_id, mask_path=done.mask_path, gpkg_path=job.gpkg_path,
-        confidence_path=done.confidence_path, counts=counts, blocks=job.plan.n_blocks.size,
-        tiles=job.plan.n_tiles.size, tile_overhead=job.plan.tile_overhead,
-        resumed_blocks=done.store.resumed_blocks, seconds=seconds, vector_chunks=done.vector_chunks,
-        vector_chunks_during_inference=done.vector_chunks_during_inference,
-    )
-    return stage("finish", finish, job, done.store, result)
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 def segment_scene(
@@ -403,13 +367,20 @@ def segment_scene(
     *,
     progress: Progress | None = None,
     run_id: str | None = None,
-    journal_interval: float = 10.0,
-    stage: StageRunner = _call,
     scene_id: str | None = None,
+    journal_interval: float = 10.0,
 ) -> SegmentResult:
-    """Segment one scene into a mask COG and GeoPackage layers in ``out_dir``."""
-    done = segment_to_layers(
-        scene_path, out_dir, config or SegmentConfig(), progress=progress, run_id=run_id,
-        journal_interval=journal_interval, stage=stage, scene_id=scene_id,
-    )
-    return publish_segmented(done, stage=stage)
+    """Segment one scene into a mask COG and GeoPackage layers in ``out_dir``: every stage, in order."""
+    timer = StageTimer()
+    with timer("prepare"):
+        job = prepare(scene_path, out_dir, config or SegmentConfig(), run_id, scene_id)
+    with vector_stream(job) as stream:
+        with timer("infer"):
+            store = infer_blocks(job, stream, progress, journal_interval)
+        with timer("publish-masks"):
+            masks = publish_masks(job, store)
+        with timer("vectorize"):
+            layers = vectorize(job, store, stream)
+    with timer("publish-vectors"):
+        counts = publish_vectors(job, layers)
+    return finish(job, store, stream, masks, counts, timer.seconds)

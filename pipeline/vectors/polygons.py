@@ -18,7 +18,7 @@ from affine import Affine
 from pyproj import CRS, Geod
 from shapely.geometry import Polygon
 
-from pipeline.grid import Shape2d
+from pipeline.grid import GeoGrid
 
 __all__ = [
     "GroundFrame",
@@ -46,8 +46,9 @@ class GroundFrame:
     pixel_size_m: float
 
     @classmethod
-    def for_scene(cls, transform: Affine, crs: CRS, shape: Shape2d) -> GroundFrame:
+    def for_grid(cls, grid: GeoGrid) -> GroundFrame:
         """The frame of a scene; geographic CRSs are scaled at the scene centre (~0.1 % off 10 km away)."""
+        transform, crs, shape = grid.transform, CRS.from_user_input(grid.crs), grid.shape
         a, b, _, d, e, _ = transform[:6]
         if crs.is_geographic:
             centre_x, centre_y = transform @ (shape.cols / 2, shape.rows / 2)

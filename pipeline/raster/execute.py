@@ -16,8 +16,8 @@ from contextlib import contextmanager
 import torch
 from distributed import Client, LocalCluster, as_completed
 
-from pipeline.blocks import BlockJob, BlockOutput, process_block
 from pipeline.errors import ConfigError
+from pipeline.raster.blocks import BlockJob, BlockOutput, process_block
 
 __all__ = ["dask_client", "run_blocks", "gpu_resources", "local_gpu_count"]
 

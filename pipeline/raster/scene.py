@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,9 +14,20 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 
 from pipeline.errors import SceneReadError, SceneValidationError
-from pipeline.grid import Shape2d
+from pipeline.grid import GeoGrid, Shape2d
 
-__all__ = ["SceneInfo", "open_scene", "check_scene_fits", "file_checksum", "scene_id_for"]
+__all__ = ["SceneInfo", "configure_gdal", "open_scene", "check_scene_fits", "file_checksum", "scene_id_for"]
+
+
+def configure_gdal() -> None:
+    """GDAL settings of a run, set where a run starts (``prepare``, and each block worker).
+
+    GDAL's block cache defaults to 5 % of RAM and keeps decoded scene tiles until it is full, so resident
+    memory would grow with the scene up to that size (measured on an 8192^2 scene: peak RSS 1617 MiB with
+    256 MB, 1430 MiB with 64 MB, 73 vs 76 s). Blocks are read once plus a thin halo, so a small cache
+    loses nothing; GDAL reads this when it first uses the cache. A user's own ``GDAL_CACHEMAX`` wins.
+    """
+    os.environ.setdefault("GDAL_CACHEMAX", "64")
 
 
 @dataclass(frozen=True)
@@ -24,22 +36,27 @@ class SceneInfo:
 
     path: Path
     scene_id: str
-    shape: Shape2d
+    grid: GeoGrid
     band_count: int
     dtype: str
-    crs: CRS
-    transform: Affine
     nodata: float | None
     has_mask: bool
 
     @property
-    def pixel_size(self) -> tuple[float, float]:
-        """Pixel (height, width) in CRS units."""
-        return abs(self.transform.e), abs(self.transform.a)
+    def shape(self) -> Shape2d:
+        return self.grid.shape
+
+    @property
+    def crs(self) -> CRS:
+        return self.grid.crs
+
+    @property
+    def transform(self) -> Affine:
+        return self.grid.transform
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
-        return rasterio.transform.array_bounds(self.shape.rows, self.shape.cols, self.transform)
+        return self.grid.bounds
 
 
 def scene_id_for(path: Path) -> str:
@@ -65,36 +82,30 @@ def open_scene(path: str | Path) -> SceneInfo:
         raise SceneReadError(f"{path}: is a directory, not a raster. Give a GeoTIFF file.")
     try:
         with rasterio.open(path) as ds:
-            info = SceneInfo(
-                path=path,
-                scene_id=scene_id_for(path),
-                shape=Shape2d(ds.height, ds.width),
-                band_count=ds.count,
-                dtype=ds.dtypes[0] if ds.count else "",
-                crs=ds.crs,
-                transform=ds.transform,
-                nodata=ds.nodata,
-                has_mask=ds.count > 0 and any(
-                    MaskFlags.all_valid not in flags for flags in ds.mask_flag_enums
-                ),
-            )
+            shape, crs, transform = Shape2d(ds.height, ds.width), ds.crs, ds.transform
+            band_count, dtype, nodata = ds.count, ds.dtypes[0] if ds.count else "", ds.nodata
+            has_mask = ds.count > 0 and any(MaskFlags.all_valid not in flags for flags in ds.mask_flag_enums)
     except RasterioIOError as exc:
         raise SceneReadError(
             f"{path}: not a raster GDAL can read ({exc}). Give a GeoTIFF or another GDAL raster format."
         ) from exc
-    if info.band_count == 0 or info.shape.size == 0:
-        raise SceneValidationError(f"{path}: the raster has no pixels ({info.band_count} bands, "
-                                   f"{info.shape.rows} x {info.shape.cols}). Give a scene with image data.")
-    if info.crs is None:
+    if band_count == 0 or shape.size == 0:
+        raise SceneValidationError(f"{path}: the raster has no pixels ({band_count} bands, "
+                                   f"{shape.rows} x {shape.cols}). Give a scene with image data.")
+    if crs is None:
         raise SceneValidationError(
             f"{path}: the raster has no CRS, so its masks and polygons could not be placed on a map. "
             "Georeference it first, e.g. `gdal_edit.py -a_srs EPSG:32645 -a_ullr ...`, or write it with its CRS."
         )
-    if info.transform == Affine.identity():
+    if transform == Affine.identity():
         raise SceneValidationError(
             f"{path}: the raster has a CRS but no geotransform (pixel size and origin). "
             "Georeference it first, e.g. with `gdal_edit.py -a_ullr` or `gdal_translate -a_ullr`."
         )
+    info = SceneInfo(
+        path=path, scene_id=scene_id_for(path), grid=GeoGrid(shape, transform, crs), band_count=band_count,
+        dtype=dtype, nodata=nodata, has_mask=has_mask,
+    )
     return info
 
 

@@ -21,12 +21,10 @@ from xml.sax.saxutils import escape
 import numpy as np
 import rasterio
 import rasterio.shutil
-from affine import Affine
-from rasterio.crs import CRS
 
-from pipeline.blend import UnitResult
 from pipeline.errors import OutputError
-from pipeline.grid import Region, Shape2d
+from pipeline.grid import GeoGrid, Region, Shape2d
+from pipeline.raster.blend import UnitResult
 
 __all__ = ["RawBand", "StoreReader", "WorkingStore", "publish_raster", "CLASS_COLORS", "atomic_path"]
 
@@ -154,10 +152,10 @@ class WorkingStore:
 
 
 def _vrt_xml(
-    array_path: Path, offset: int, shape: Shape2d, transform: Affine, crs: CRS,
-    nodata: int | None, classes: Sequence[str] | None, description: str, tags: dict[str, str],
+    array_path: Path, offset: int, grid: GeoGrid, nodata: int | None, classes: Sequence[str] | None, description: str, tags: dict[str, str],
 ) -> str:
     # A raw VRT maps the .npy payload as a GDAL band without copying it; GDAL then streams it once.
+    shape, transform, crs = grid.shape, grid.transform, grid.crs
     gt = ", ".join(format(v, ".17g") for v in transform.to_gdal())
     parts = [
         f'<VRTDataset rasterXSize="{shape.cols}" rasterYSize="{shape.rows}">',
@@ -189,16 +187,17 @@ def _vrt_xml(
 def publish_raster(
     band: RawBand,
     dst: Path,
-    transform: Affine,
-    crs: CRS,
+    grid: GeoGrid,
     *,
     nodata: int | None,
     classes: Sequence[str] | None = None,
     description: str = "",
     tags: dict[str, str] | None = None,
 ) -> Path:
-    """Copy a raw band to a COG at ``dst`` (written to a temporary name, then renamed)."""
-    xml = _vrt_xml(band.path, band.offset, band.shape, transform, crs, nodata, classes, description, tags or {})
+    """Copy a raw band to a COG on ``grid`` at ``dst`` (written to a temporary name, then renamed)."""
+    if band.shape != grid.shape:
+        raise ValueError(f"band of {band.shape} does not fit the grid of {grid.shape}")
+    xml = _vrt_xml(band.path, band.offset, grid, nodata, classes, description, tags or {})
     tmp = atomic_path(dst)
     resampling = "MODE" if classes else "AVERAGE"
     try:
