@@ -124,10 +124,11 @@ def _bounds(scene) -> tuple[float, float, float, float]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     info = common.machine()
-    from pipeline.synthetic import rasterize_truth
+    from pipeline.grid import GeoGrid
+    from pipeline.vectors.labels import rasterize_layers
 
     scene = common.synthetic_scene(args.work_dir, args.size, args.seed)
-    mask = rasterize_truth(scene.truth_path, scene.transform, scene.shape)
+    mask = rasterize_layers(scene.truth_path, GeoGrid(scene.shape, scene.transform, scene.crs))
     out = args.work_dir / f"vectorize-{args.size}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)

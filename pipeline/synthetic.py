@@ -39,21 +39,13 @@ from rasterio.features import rasterize
 from rasterio.windows import Window
 from scipy.ndimage import gaussian_filter
 
-from pipeline.errors import ConfigError, OutputError, SceneReadError
+from pipeline.errors import ConfigError, OutputError
 from pipeline.grid import Region, Shape2d
 
 __all__ = [
     "SyntheticScene",
     "write_synthetic_scene",
-    "read_truth",
-    "rasterize_truth",
-    "TRUTH_LAYERS",
 ]
-
-TRUTH_LAYERS = ("buildings", "roads", "road_centerlines")
-
-# Layer drawn for each class name, in drawing order (later classes cover earlier ones).
-_CLASS_LAYERS = {"road": "roads", "building": "buildings"}
 
 _CELL_M = 96.0  # coarse grid for buildings and trees
 _MIN_GAP_M = 2.0  # between buildings, and between buildings and roads (truth promises >= 1.5 m)
@@ -652,55 +644,3 @@ def write_synthetic_scene(
     scene_box = shapely.box(*rasterio.transform.array_bounds(rows, cols, transform))
     _write_truth(_truth_frames(layout, scene_box, crs_obj.to_string()), truth)
     return SyntheticScene(path, truth, shape, crs_obj.to_string(), transform, seed)
-
-
-def read_truth(truth_path: str | Path) -> dict[str, gpd.GeoDataFrame]:
-    """The layers of a truth GeoPackage, by name."""
-    truth_path = Path(truth_path)
-    if not truth_path.is_file():
-        raise SceneReadError(f"truth GeoPackage {truth_path} does not exist: write it with write_synthetic_scene")
-    try:
-        names = [str(name) for name, _ in pyogrio.list_layers(truth_path)]
-        return {name: gpd.read_file(truth_path, layer=name, engine="pyogrio") for name in names}
-    except pyogrio.errors.DataSourceError as exc:
-        raise SceneReadError(f"truth file {truth_path} is not a readable GeoPackage ({exc})") from exc
-
-
-def rasterize_truth(
-    truth: dict[str, gpd.GeoDataFrame] | str | Path,
-    transform: affine.Affine,
-    shape: Shape2d,
-    classes: tuple[str, ...] = ("background", "building", "road"),
-) -> np.ndarray:
-    """A class-id mask (uint8) of the truth over any window; buildings are drawn over roads.
-
-    Args:
-        truth: Layers by name (as ``read_truth`` returns) or the GeoPackage path.
-        transform: The window's affine transform (in the truth's CRS).
-        shape: The window's size.
-        classes: Class names by id; id 0 is the background, "building" and "road" are drawn.
-
-    Returns:
-        A ``(rows, cols)`` uint8 array of class ids.
-    """
-    layers = read_truth(truth) if isinstance(truth, (str, Path)) else truth
-    unknown = [c for c in classes[1:] if c not in _CLASS_LAYERS]
-    if unknown:
-        raise ConfigError(f"classes {unknown} have no truth layer; known classes are {sorted(_CLASS_LAYERS)}")
-    out = np.zeros((shape.rows, shape.cols), dtype=np.uint8)
-    if shape.size == 0:
-        return out
-    bounds = shapely.box(*rasterio.transform.array_bounds(shape.rows, shape.cols, transform))
-    for name in ("road", "building"):
-        if name not in classes or _CLASS_LAYERS[name] not in layers:
-            continue
-        gdf = layers[_CLASS_LAYERS[name]]
-        geoms = gdf.geometry.values[gdf.sindex.query(bounds)]
-        if len(geoms):
-            rasterize(
-                ((g, classes.index(name)) for g in geoms),
-                out=out,
-                transform=transform,
-                all_touched=False,
-            )
-    return out

@@ -12,7 +12,7 @@ from affine import Affine
 from pipeline.grid import GeoGrid, Region, Shape2d
 from pipeline.metrics import centerline_scores
 from pipeline.vectors import VectorSettings, vectorize_scene
-from pipeline.vectors.centerlines import merge_centerlines, road_centerlines
+from pipeline.vectors.centerlines import merge_centerlines, skeleton_lines
 
 UTM = "EPSG:32645"
 TRANSFORM = Affine(0.5, 0.0, 300000.0, 0.0, -0.5, 3000000.0)  # 0.5 m pixels
@@ -75,6 +75,12 @@ def test_centerlines_match_the_true_roads_within_two_metres(chunk):
     for geom, length in zip(lines.geometry, lines["length_m"], strict=True):
         if {tuple(geom.coords[0]), tuple(geom.coords[-1])} & free:
             assert length >= settings.centerline_prune_m
+
+
+def road_centerlines(road: np.ndarray, *, prune_length_px: float) -> np.ndarray:
+    """Centerlines of a whole road mask held in memory, in pixel coordinates: the unchunked reference."""
+    full = Region(0, 0, *road.shape)
+    return merge_centerlines(skeleton_lines(road, full, full, full.shape), prune_length=prune_length_px)
 
 
 def test_chunked_centerlines_equal_the_whole_image_ones():

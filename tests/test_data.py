@@ -12,8 +12,7 @@ from rasterio.transform import from_origin
 
 from models.augment import Augment
 from pipeline.errors import ConfigError
-from pipeline.grid import Region, Shape2d, reflect_indices
-from pipeline.synthetic import rasterize_truth, read_truth
+from pipeline.grid import GeoGrid, Region, reflect_indices
 from pipeline.training.data import (
     LabelSpec,
     SceneData,
@@ -27,6 +26,7 @@ from pipeline.training.data import (
     split_rows,
     synthetic_scenes,
 )
+from pipeline.vectors.labels import rasterize_layers, read_layers
 from tests.conftest import smooth_image, write_geotiff
 
 CLASSES = ["background", "building", "road"]
@@ -42,7 +42,7 @@ def sources(tmp_path_factory) -> list[TrainingSource]:
 def per_layer_labels(sources, tmp_path_factory):
     """The first scene's truth re-written as one layer per class (layer name = class), no class column."""
     path = tmp_path_factory.mktemp("labels") / "per-layer.gpkg"
-    truth = read_truth(sources[0].labels)
+    truth = read_layers(sources[0].labels)
     for layer, name in (("buildings", "building"), ("roads", "road")):
         gdf = truth[layer][["geometry"]]
         pyogrio.write_dataframe(gdf, path, layer=name, driver="GPKG")
@@ -56,7 +56,7 @@ def _scene_mask(source: TrainingSource) -> np.ndarray:
 
 def test_mask_matches_the_synthetic_truth_rasterized_on_the_scene_grid(sources):
     with rasterio.open(sources[0].image) as ds:
-        expected = rasterize_truth(sources[0].labels, ds.transform, Shape2d(SIZE, SIZE), tuple(CLASSES))
+        expected = rasterize_layers(sources[0].labels, GeoGrid.of_dataset(ds), tuple(CLASSES))
     mask = _scene_mask(sources[0])
     assert mask.dtype == np.int64
     assert set(np.unique(mask)) == {0, 1, 2}
@@ -81,7 +81,7 @@ def test_class_column_and_one_layer_per_class_give_the_same_mask(sources, per_la
 
 
 def test_labels_in_another_crs_are_reprojected_to_the_scene(sources, tmp_path):
-    truth = read_truth(sources[0].labels)
+    truth = read_layers(sources[0].labels)
     path = tmp_path / "labels.geojson"
     both = gpd.GeoDataFrame(
         np.concatenate([truth["buildings"].to_numpy(), truth["roads"].to_numpy()]),

@@ -12,8 +12,9 @@ from shapely import affinity
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipeline.grid import Shape2d
-from pipeline.synthetic import rasterize_truth, read_truth, write_synthetic_scene
+from pipeline.grid import GeoGrid, Shape2d
+from pipeline.synthetic import write_synthetic_scene
+from pipeline.vectors.labels import rasterize_layers, read_layers
 
 runner = CliRunner()
 
@@ -38,7 +39,7 @@ def test_truth_against_itself_is_perfect(truth_scene):
 
 
 def test_shifted_buildings_lose_matches_and_masks_get_pixel_iou(truth_scene, tmp_path):
-    truth = read_truth(truth_scene.truth_path)
+    truth = read_layers(truth_scene.truth_path)
     shifted = truth["buildings"].copy()
     shifted["geometry"] = [affinity.translate(g, 6.0, 0.0) for g in shifted.geometry]  # 6 m east
     pred = tmp_path / "pred.gpkg"
@@ -47,7 +48,7 @@ def test_shifted_buildings_lose_matches_and_masks_get_pixel_iou(truth_scene, tmp
     assert scores["building_f1"] < 0.5
 
     mask_path = tmp_path / "mask.tif"
-    mask = rasterize_truth(truth, truth_scene.transform, truth_scene.shape)
+    mask = rasterize_layers(truth, GeoGrid(truth_scene.shape, truth_scene.transform, truth_scene.crs))
     with rasterio.open(mask_path, "w", driver="GTiff", width=384, height=384, count=1, dtype="uint8",
                        crs=truth_scene.crs, transform=truth_scene.transform) as dst:
         dst.write(mask, 1)

@@ -11,8 +11,10 @@ from rasterio.windows import Window
 from scipy.ndimage import binary_erosion, label
 
 from pipeline.errors import ConfigError, SceneReadError
-from pipeline.grid import Shape2d
-from pipeline.synthetic import TRUTH_LAYERS, rasterize_truth, read_truth, write_synthetic_scene
+from pipeline.grid import GeoGrid, Shape2d
+from pipeline.synthetic import write_synthetic_scene
+from pipeline.vectors.labels import rasterize_layers, read_layers
+from pipeline.vectors.layers import LAYER_NAMES as TRUTH_LAYERS
 
 ROWS, COLS = 384, 448
 SEED = 7
@@ -31,7 +33,7 @@ def pixels(scene):
 
 @pytest.fixture(scope="module")
 def truth(scene):
-    return read_truth(scene.truth_path)
+    return read_layers(scene.truth_path)
 
 
 def test_geotiff_has_requested_georeferencing_and_layout(scene, pixels):
@@ -59,7 +61,7 @@ def test_nir_band_other_crs_and_origin_keep_the_rgb(tmp_path, scene, pixels):
         four = src.read()
     np.testing.assert_array_equal(four[:3], pixels)
     # Vegetation is bright in the near infrared, roads and roofs are not.
-    mask = rasterize_truth(read_truth(nir.truth_path), nir.transform, nir.shape)
+    mask = rasterize_layers(read_layers(nir.truth_path), GeoGrid(nir.shape, nir.transform, nir.crs))
     green = (four[1].astype(int) > four[0].astype(int) + 10) & (mask == 0)
     assert four[3][green].mean() > four[3][mask == 2].mean() + 40
 
@@ -69,7 +71,7 @@ def test_same_seed_same_scene_other_seed_other_scene(tmp_path, scene, pixels, tr
     with rasterio.open(again.path) as src:
         assert src.read().tobytes() == pixels.tobytes()
     assert again.transform == scene.transform
-    truth_again = read_truth(again.truth_path)
+    truth_again = read_layers(again.truth_path)
     for name in TRUTH_LAYERS:
         assert truth_again[name].geometry.to_wkb().tolist() == truth[name].geometry.to_wkb().tolist()
         assert truth_again[name].drop(columns="geometry").equals(truth[name].drop(columns="geometry"))
@@ -78,7 +80,7 @@ def test_same_seed_same_scene_other_seed_other_scene(tmp_path, scene, pixels, tr
     with rasterio.open(other.path) as src:
         assert np.mean(src.read() != pixels) > 0.5
     assert other.transform != scene.transform
-    other_truth = read_truth(other.truth_path)["buildings"].geometry.to_wkb().tolist()
+    other_truth = read_layers(other.truth_path)["buildings"].geometry.to_wkb().tolist()
     assert other_truth != truth["buildings"].geometry.to_wkb().tolist()
 
 
@@ -115,7 +117,7 @@ def test_truth_layers_are_separable_and_inside_the_scene(scene, truth):
 
 
 def test_truth_mask_is_aligned_with_the_image(scene, pixels, truth):
-    mask = rasterize_truth(scene.truth_path, scene.transform, scene.shape)
+    mask = rasterize_layers(scene.truth_path, GeoGrid(scene.shape, scene.transform, scene.crs))
     assert mask.shape == (ROWS, COLS) and mask.dtype == np.uint8
     assert set(np.unique(mask)) == {0, 1, 2}
     img = pixels.astype(np.float64)
@@ -134,9 +136,9 @@ def test_truth_mask_is_aligned_with_the_image(scene, pixels, truth):
 
     # Any window of the truth rasterizes as the same crop of the whole mask.
     t = scene.transform @ affine.Affine.translation(101, 57)
-    window = rasterize_truth(truth, t, Shape2d(200, 150))
+    window = rasterize_layers(truth, GeoGrid(Shape2d(200, 150), t, scene.crs))
     np.testing.assert_array_equal(window, mask[57:257, 101:251])
-    only_buildings = rasterize_truth(truth, scene.transform, scene.shape, classes=("background", "building"))
+    only_buildings = rasterize_layers(truth, GeoGrid(scene.shape, scene.transform, scene.crs), classes=("background", "building"))
     np.testing.assert_array_equal(only_buildings, np.where(mask == 1, 1, 0))
 
 
@@ -153,5 +155,5 @@ def test_bad_options_raise_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="rows"):
         write_synthetic_scene(tmp_path / "x.tif", 0, 64)
     with pytest.raises(SceneReadError, match="missing.gpkg"):
-        read_truth(tmp_path / "missing.gpkg")
+        read_layers(tmp_path / "missing.gpkg")
     assert list(tmp_path.iterdir()) == []

@@ -169,10 +169,6 @@ class UnitAssembler:
                 done.append(_combine(group))
         return done
 
-    def pending(self) -> list[UnitPartial]:
-        """Every partial still waiting, e.g. to persist them for a later resume."""
-        return [p for group in self._pending.values() for p in group]
-
 
 def _combine(group: list[UnitPartial]) -> UnitResult:
     # Sum in a fixed (block index) order so the result does not depend on which block finished first.

@@ -46,13 +46,11 @@ class BlockJournal:
         state_path = self.directory / self.STATE
         if state_path.exists() and json.loads(state_path.read_text()) == fingerprint:
             self._load()
-            self.resumed = bool(self.done_blocks)
         else:
             # Different scene, model or plan: the old working state is useless.
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory.mkdir(parents=True)
             state_path.write_text(json.dumps(fingerprint, sort_keys=True))
-            self.resumed = False
         (self.directory / self.PARTIALS).mkdir(exist_ok=True)
 
     def _load(self) -> None:

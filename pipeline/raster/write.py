@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +121,6 @@ class WorkingStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.mask = RawBand.open(self.directory / self.MASK, shape)
         self.confidence = RawBand.open(self.directory / self.CONFIDENCE, shape)
-        self.writes: Counter[Region] = Counter()
         #: Blocks a resumed run found already done (set by the run loop).
         self.resumed_blocks = 0
 
@@ -132,7 +130,6 @@ class WorkingStore:
             raise ValueError(f"{unit.region} lies outside the scene {self.shape}")
         self.mask.write(unit.region, unit.mask)
         self.confidence.write(unit.region, unit.confidence)
-        self.writes[unit.region] += 1
 
     def read(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
         """Mask and confidence over ``region`` (inside the scene), as arrays."""

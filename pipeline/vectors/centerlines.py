@@ -23,7 +23,7 @@ from skimage.morphology import skeletonize
 
 from pipeline.grid import Region, Shape2d
 
-__all__ = ["skeleton_lines", "merge_centerlines", "road_centerlines"]
+__all__ = ["skeleton_lines", "merge_centerlines"]
 
 # Offsets to the neighbours that come later in raster order: each 8-adjacency is seen once.
 _FORWARD = ((0, 1), (1, -1), (1, 0), (1, 1))
@@ -201,10 +201,3 @@ def merge_centerlines(lines: np.ndarray, *, prune_length: float, rounds: int = 3
     bounds = shapely.bounds(lines)
     order = np.lexsort((shapely.length(lines), bounds[:, 3], bounds[:, 2], bounds[:, 1], bounds[:, 0]))
     return lines[order]
-
-
-def road_centerlines(road: np.ndarray, *, prune_length_px: float, min_component_px: int = 0) -> np.ndarray:
-    """Centerlines of a whole road mask held in memory, in pixel coordinates (the unchunked reference)."""
-    full = Region(0, 0, *road.shape)
-    pieces = skeleton_lines(road, full, full, full.shape, min_component_px=min_component_px)
-    return merge_centerlines(pieces, prune_length=prune_length_px)

@@ -1,0 +1,17 @@
+"""The package layering (pyproject.toml, [tool.importlinter]) holds: flows -> pipeline -> models, the
+engine's rooms in their order, no Prefect below the flows, nothing geospatial in the models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_are_kept():
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([str(lint), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 kept, 0 broken" in done.stdout, done.stdout
