@@ -28,6 +28,12 @@ if str(ROOT) not in sys.path:
 
 import psutil  # noqa: E402
 
+from models.checkpoint import ModelCard, find_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from models.factory import create_model  # noqa: E402
+from pipeline.errors import CheckpointError  # noqa: E402
+from pipeline.grid import Shape2d  # noqa: E402
+from pipeline.synthetic import SyntheticScene, write_synthetic_scene  # noqa: E402
+
 __all__ = [
     "ROOT",
     "RESULTS",
@@ -115,8 +121,6 @@ def synthetic_scene(work_dir: Path, size: int, seed: int):
     """
     import rasterio
 
-    from pipeline.grid import Shape2d
-    from pipeline.synthetic import SyntheticScene, write_synthetic_scene
 
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / f"scene-{size}-s{seed}.tif"
@@ -150,8 +154,6 @@ def untrained_checkpoint(work_dir: Path, base_channels: int, depth: int, tile_si
     """
     import torch
 
-    from models.checkpoint import ModelCard, save_checkpoint
-    from models.factory import create_model
 
     bias = f"-b{background_bias:g}" if background_bias else ""
     path = work_dir / f"untrained-unet-c{base_channels}-d{depth}-t{tile_size}-m{context_margin}{bias}.pt"
@@ -178,8 +180,6 @@ def bench_model(spec: str, work_dir: Path, *, base_channels: int = 16, depth: in
     When ``spec`` is the packaged demo model and it has not been trained and packaged yet, an untrained
     U-Net of ``base_channels`` and ``depth`` stands in for it, and the description says so.
     """
-    from models.checkpoint import find_checkpoint, load_checkpoint
-    from pipeline.errors import CheckpointError
 
     try:
         path = find_checkpoint(spec)

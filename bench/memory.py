@@ -35,6 +35,8 @@ from pathlib import Path
 
 import common
 
+from pipeline.config import DEFAULTS
+
 QUICK_SIZES = [512, 1024]
 _MIB = 1024 * 1024
 FAST_MODEL = "fast"
@@ -48,10 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Checkpoint path or packaged name; 'fast' (default) is an untrained U-Net with "
                              "base_channels=8, depth=3, tile 512, margin 24: memory of the same block plan, "
                              "in a fraction of the time.")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-    parser.add_argument("--batch-size", type=int, default=4, help="Tiles per forward pass.")
-    parser.add_argument("--block-size", type=int, default=2048, help="Block side in pixels.")
-    parser.add_argument("--max-in-flight", type=int, default=2, help="Blocks in flight at once.")
+    parser.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N.")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="Tiles per forward pass.")
+    parser.add_argument("--block-size", type=int, default=DEFAULTS["block_size"], help="Block side in pixels.")
+    parser.add_argument("--max-in-flight", type=int, default=DEFAULTS["max_in_flight"], help="Blocks in flight at once.")
     parser.add_argument("--interval", type=float, default=0.05, help="Seconds between memory samples.")
     parser.add_argument("--repeat-smallest", type=int, default=3,
                         help="Runs of the smallest size; its highest peak is the baseline of the ratios.")

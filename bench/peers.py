@@ -39,7 +39,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import common
+
+# Each method runs in a child process of its own and imports only what it needs inside its function:
+# the peak RSS of a peer must not include sceneseg's modules, nor sceneseg's the peers'.
 import numpy as np
+
+from pipeline.config import DEFAULTS
 
 METHODS = ("reference", "sceneseg", "sceneseg-blocks", "pytorch-toolbelt", "tiler")
 QUICK_SIZE = 512
@@ -53,11 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=common.DEMO_MODEL,
                         help="Checkpoint path or packaged name (default: synthetic-demo, or an untrained "
                              "U-Net of its shape while it is not packaged).")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-    parser.add_argument("--batch-size", type=int, default=4, help="Tiles per forward pass.")
+    parser.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N.")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="Tiles per forward pass.")
     parser.add_argument("--tile", type=int, default=None, help="Tile side [default: the checkpoint's].")
     parser.add_argument("--overlap", type=int, default=None, help="Tile overlap [default: the checkpoint's].")
-    parser.add_argument("--block-size", type=int, default=2048, help="sceneseg block side in pixels.")
+    parser.add_argument("--block-size", type=int, default=DEFAULTS["block_size"], help="sceneseg block side in pixels.")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
@@ -112,7 +117,7 @@ def _load(args: argparse.Namespace):
     import rasterio
 
     from models.checkpoint import load_checkpoint
-    from pipeline.raster.infer import resolve_device
+    from models.device import resolve_device
 
     loaded = load_checkpoint(args.model)
     device = resolve_device(args.device)

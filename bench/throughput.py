@@ -29,6 +29,10 @@ import time
 import common
 import numpy as np
 
+from pipeline.config import DEFAULTS, SegmentConfig
+from pipeline.raster.infer import cpu_threads_per_forward, get_predictor, usable_cores
+from pipeline.stages import prepare, segment_scene
+
 QUICK_SIZE = 1024
 
 
@@ -38,13 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=common.DEMO_MODEL,
                         help="Checkpoint path or packaged name (default: synthetic-demo; an untrained "
                              "U-Net of the same shape stands in while it is not packaged).")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-    parser.add_argument("--batch-size", type=int, default=4, help="Tiles per forward pass.")
+    parser.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N.")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="Tiles per forward pass.")
     parser.add_argument("--tile", type=int, default=None, help="Tile side [default: the checkpoint's].")
     parser.add_argument("--overlap", type=int, default=None, help="Tile overlap [default: the checkpoint's].")
-    parser.add_argument("--block-size", type=int, default=2048, help="Block side in pixels.")
-    parser.add_argument("--max-in-flight", type=int, default=2, help="Blocks in flight at once.")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--block-size", type=int, default=DEFAULTS["block_size"], help="Block side in pixels.")
+    parser.add_argument("--max-in-flight", type=int, default=DEFAULTS["max_in_flight"], help="Blocks in flight at once.")
+    parser.add_argument("--precision", default=DEFAULTS["precision"], choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="CPU threads for torch [default: all].")
     parser.add_argument("--model-batches", type=int, default=None,
@@ -88,7 +92,6 @@ def time_batches(predictor, batch: np.ndarray, batches: int, streams: int = 1, t
 
 def model_layouts(predictor, settings, in_flight: int) -> dict[str, tuple[int, int | None]]:
     """The thread layouts the model alone is timed in: name -> (concurrent forwards, threads each)."""
-    from pipeline.raster.infer import cpu_threads_per_forward, usable_cores
 
     if predictor.device.type != "cpu":
         return {"pipeline": (1, None)}  # one forward at a time per GPU, as the pipeline runs it
@@ -101,9 +104,6 @@ def model_layouts(predictor, settings, in_flight: int) -> dict[str, tuple[int, i
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     info = common.machine()
-    from pipeline.config import SegmentConfig
-    from pipeline.raster.infer import get_predictor
-    from pipeline.stages import prepare, segment_scene
 
     model = common.bench_model(args.model, args.work_dir)
     scene = common.synthetic_scene(args.work_dir, args.size, args.seed)

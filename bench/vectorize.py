@@ -30,13 +30,19 @@ from datetime import UTC, datetime
 import common
 import numpy as np
 
+from pipeline.config import DEFAULTS
+from pipeline.grid import GeoGrid, Region, Shape2d
+from pipeline.vectors import VectorSettings, vectorize_scene
+from pipeline.vectors.gpkg import SceneRecord, publish_scene
+from pipeline.vectors.labels import rasterize_layers
+
 QUICK_SIZE = 1024
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=8192, help="Side of the synthetic scene in pixels.")
-    parser.add_argument("--chunk-size", type=int, default=2048, help="sceneseg vector chunk side in pixels.")
+    parser.add_argument("--chunk-size", type=int, default=DEFAULTS["vector_chunk_size"], help="sceneseg vector chunk side in pixels.")
     common.add_common_args(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -64,9 +70,6 @@ def run_sceneseg(mask: np.ndarray, scene, path, chunk_size: int) -> tuple[dict[s
     """Stage seconds and feature counts of vectorize_scene + publish_scene."""
     import shapely
 
-    from pipeline.grid import GeoGrid, Region
-    from pipeline.vectors import VectorSettings, vectorize_scene
-    from pipeline.vectors.gpkg import SceneRecord, publish_scene
 
     confidence = np.full(mask.shape, 255, dtype=np.uint8)
     whole = Region.of_shape(scene.shape)
@@ -98,8 +101,6 @@ def run_sceneseg(mask: np.ndarray, scene, path, chunk_size: int) -> tuple[dict[s
 
 def warm_up(scene) -> float:
     """Seconds of a first vectorize call on a tiny mask: what a new process pays once (imports, caches)."""
-    from pipeline.grid import GeoGrid, Shape2d
-    from pipeline.vectors import vectorize_scene
 
     tiny = np.zeros((64, 64), dtype=np.uint8)
     tiny[30:36, :] = 2
@@ -124,8 +125,6 @@ def _bounds(scene) -> tuple[float, float, float, float]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     info = common.machine()
-    from pipeline.grid import GeoGrid
-    from pipeline.vectors.labels import rasterize_layers
 
     scene = common.synthetic_scene(args.work_dir, args.size, args.seed)
     mask = rasterize_layers(scene.truth_path, GeoGrid(scene.shape, scene.transform, scene.crs))

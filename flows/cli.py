@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline.config import DEFAULT_MODEL, SegmentConfig
+from pipeline.config import DEFAULT_MODEL, DEFAULTS, SegmentConfig
 from pipeline.errors import SceneSegError
 
 # Commands import the engine and the flows when they run, not at the top: torch, Dask and Prefect take
@@ -32,9 +32,6 @@ from pipeline.errors import SceneSegError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Segment GeoTIFF scenes into building and road maps.")
 err = Console(stderr=True)
 console = Console()
-
-#: The options' defaults are SegmentConfig's, so the two cannot drift apart.
-_DEFAULTS = {name: f.default for name, f in SegmentConfig.model_fields.items()}
 
 #: Seed of the demo scene: the demo model never saw it in training (its training seeds are below 1000).
 DEMO_SEED = 4242
@@ -74,11 +71,11 @@ def segment(
     model: ModelOpt = DEFAULT_MODEL,
     tile: TileOpt = None,
     overlap: OverlapOpt = None,
-    block_size: BlockOpt = _DEFAULTS["block_size"],
-    device: DeviceOpt = _DEFAULTS["device"],
-    batch_size: BatchOpt = _DEFAULTS["batch_size"],
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = _DEFAULTS["precision"],
-    max_in_flight: Annotated[int, typer.Option(help="Blocks in flight at once (bounds memory).")] = _DEFAULTS["max_in_flight"],
+    block_size: BlockOpt = DEFAULTS["block_size"],
+    device: DeviceOpt = DEFAULTS["device"],
+    batch_size: BatchOpt = DEFAULTS["batch_size"],
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = DEFAULTS["precision"],
+    max_in_flight: Annotated[int, typer.Option(help="Blocks in flight at once (bounds memory).")] = DEFAULTS["max_in_flight"],
     torch_threads: Annotated[
         Optional[int], typer.Option(help="torch threads per CPU forward [default: cores / blocks in flight].")
     ] = None,

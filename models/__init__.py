@@ -1,4 +1,4 @@
-"""The U-Net family, checkpoints that carry their metadata, losses, augmentation and training."""
+"""The U-Net family, checkpoints that carry their metadata, losses and augmentation: torch only, the bottom layer."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["SegmentConfig", "DEFAULT_MODEL"]
+__all__ = ["SegmentConfig", "DEFAULT_MODEL", "DEFAULTS"]
 
 #: The packaged model ``make demo`` and a bare ``sceneseg segment`` use.
 DEFAULT_MODEL = "synthetic-demo"
@@ -49,3 +49,7 @@ class SegmentConfig(BaseModel):
         if value is not None and "://" not in value:
             raise ValueError(f"--dask-address {value!r} needs a scheme, e.g. tcp://{value}")
         return value
+
+
+#: Every option's default: the CLI's and the benchmarks' defaults come from here, so they cannot drift.
+DEFAULTS: dict[str, object] = {name: field.default for name, field in SegmentConfig.model_fields.items()}

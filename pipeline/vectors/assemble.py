@@ -18,6 +18,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
+from pipeline.config import DEFAULTS
 from pipeline.errors import ConfigError, SceneReadError
 from pipeline.grid import GeoGrid, Region
 from pipeline.vectors.centerlines import merge_centerlines, skeleton_lines
@@ -55,7 +56,7 @@ class VectorSettings:
     regularize: bool = True
     min_road_area_m2: float = 20.0
     centerline_prune_m: float = 6.0
-    chunk_size: int = 2048
+    chunk_size: int = DEFAULTS["vector_chunk_size"]
     halo_px: int = 64
 
     def __post_init__(self) -> None:
