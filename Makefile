@@ -13,7 +13,7 @@ DEMO_OUT ?= demo-output
 # The temporary Prefect server's telemetry write can hit "database is locked" on a busy SQLite file.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-gpu clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/peers.py
 	$(BIN)/python bench/vectorize.py
+
+# On a lent CUDA machine: the CUDA tests, then the model alone and the pipeline at 8192^2 (bench/gpu.sh).
+bench-gpu:
+	bash bench/gpu.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .hypothesis
