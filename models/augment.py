@@ -122,9 +122,9 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, gain: float, satu
     """
     g = rng.uniform(1.0 - gain, 1.0 + gain, size=(image.shape[0], 1, 1))
     s = rng.uniform(1.0 - saturation, 1.0 + saturation)
-    image = image * g
-    grey = image.mean(axis=0, keepdims=True)
-    return (grey + (image - grey) * s).astype(image.dtype, copy=False)
+    scaled = image * g
+    grey = scaled.mean(axis=0, keepdims=True)
+    return (grey + (scaled - grey) * s).astype(image.dtype, copy=False)
 
 
 class Augment(BaseModel):
