@@ -14,6 +14,8 @@ __all__ = [
     "random_flip_rot90",
     "elastic_deform",
     "brightness_contrast",
+    "scale_jitter",
+    "colour_jitter",
     "Augment",
     "augment",
 ]
@@ -88,6 +90,43 @@ def brightness_contrast(
     return (image * c + b).astype(image.dtype, copy=False)
 
 
+def scale_jitter(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zoom image and mask about the tile centre by a factor drawn log-uniform in [1 - scale, 1 + scale].
+
+    The output keeps the input's size (zooming out mirrors at the border); the image is resampled
+    bilinearly, the mask by nearest neighbour.
+    """
+    _check_pair(image, mask)
+    factor = float(np.exp(rng.uniform(np.log(1.0 - scale), np.log(1.0 + scale))))
+    rows, cols = mask.shape
+    grid_row, grid_col = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    centre_row, centre_col = (rows - 1) / 2, (cols - 1) / 2
+    coords = np.stack([centre_row + (grid_row - centre_row) / factor, centre_col + (grid_col - centre_col) / factor])
+    out_dtype = np.result_type(image.dtype, np.float32)
+    zoomed = np.stack(
+        [
+            ndimage.map_coordinates(band.astype(out_dtype, copy=False), coords, order=1, mode="mirror")
+            for band in image
+        ]
+    )
+    return zoomed, ndimage.map_coordinates(mask, coords, order=0, mode="mirror")
+
+
+def colour_jitter(image: np.ndarray, rng: np.random.Generator, gain: float, saturation: float) -> np.ndarray:
+    """Per-band gain in [1 - gain, 1 + gain] and a saturation change in [1 - saturation, 1 + saturation].
+
+    On a normalized image: saturation scales each pixel's departure from its mean over bands, so tints
+    and greyer or more vivid roofs are seen in training.
+    """
+    g = rng.uniform(1.0 - gain, 1.0 + gain, size=(image.shape[0], 1, 1))
+    s = rng.uniform(1.0 - saturation, 1.0 + saturation)
+    scaled = image * g
+    grey = scaled.mean(axis=0, keepdims=True)
+    return (grey + (scaled - grey) * s).astype(image.dtype, copy=False)
+
+
 class Augment(BaseModel):
     """Which augmentations to apply during training, and how strongly."""
 
@@ -99,6 +138,9 @@ class Augment(BaseModel):
     elastic_sigma: float = Field(default=4.0, gt=0, description="Elastic field smoothing, pixels.")
     brightness: float = Field(default=0.1, ge=0, description="Max additive shift on the normalized image.")
     contrast: float = Field(default=0.1, ge=0, lt=1, description="Max relative contrast change.")
+    scale: float = Field(default=0.0, ge=0, lt=1, description="Max relative zoom (scale jitter); 0: off.")
+    colour_gain: float = Field(default=0.0, ge=0, lt=1, description="Max relative per-band gain; 0: off.")
+    saturation: float = Field(default=0.0, ge=0, lt=1, description="Max relative saturation change; 0: off.")
 
 
 def augment(
@@ -109,6 +151,11 @@ def augment(
         image, mask = random_flip_rot90(image, mask, rng)
     if cfg.elastic_p > 0 and rng.random() < cfg.elastic_p:
         image, mask = elastic_deform(image, mask, rng, cfg.elastic_alpha, cfg.elastic_sigma)
+    # Drawn only when enabled, so configs without them repeat the augmentations they always had.
+    if cfg.scale > 0:
+        image, mask = scale_jitter(image, mask, rng, cfg.scale)
     if cfg.brightness > 0 or cfg.contrast > 0:
         image = brightness_contrast(image, rng, cfg.brightness, cfg.contrast)
+    if cfg.colour_gain > 0 or cfg.saturation > 0:
+        image = colour_jitter(image, rng, cfg.colour_gain, cfg.saturation)
     return image, mask

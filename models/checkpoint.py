@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torch import nn
 
 from models.errors import CheckpointError, ConfigError, OutputError
-from models.factory import available_models, create_model
+from models.factory import available_models, create_model, size_multiple
 
 __all__ = [
     "FORMAT",
@@ -86,6 +86,21 @@ class ModelCard(BaseModel):
     training: dict[str, Any] = Field(
         default_factory=dict, description="Free-form record of training: data, epochs, seed, metrics, loss."
     )
+    boundary_m: float | None = Field(
+        default=None,
+        description="Instance targets: each footprint eroded by this many metres gives its interior "
+        "(class 'building'); the ring is class 'building_boundary'. None: no instance classes.",
+    )
+    contact_m: float | None = Field(
+        default=None,
+        description="Instance targets: background within this gap (metres) of two buildings is class "
+        "'building_contact'.",
+    )
+    separation: dict[str, float] | None = Field(
+        default=None,
+        description="Tuned building separation: seed_confidence (0..1), min_seed_m2, grow_m, "
+        "min_building_area_m2 (see pipeline.vectors.instances.separate_buildings).",
+    )
     created_at: str = Field(default_factory=_utc_now, description="Creation time, ISO 8601 UTC.")
     sceneseg_version: str = Field(
         default_factory=_sceneseg_version, description="sceneseg version that wrote the card."
@@ -127,10 +142,11 @@ class ModelCard(BaseModel):
             )
         if not self.classes or self.classes[0] != "background" or len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be unique and start with 'background', got {self.classes}")
-        multiple = 2 ** int(self.arch_kwargs.get("depth", 0))
+        multiple = size_multiple(self.arch, self.arch_kwargs, default_depth=0)
         if self.tile_size < 1 or self.tile_size % multiple:
             raise ValueError(
-                f"tile_size {self.tile_size} must be a positive multiple of 2**depth = {multiple}"
+                f"tile_size {self.tile_size} must be a positive multiple of {multiple} for {self.arch} (its "
+                f"encoder halves the size that often), e.g. {max(multiple, self.tile_size // multiple * multiple)}"
             )
         if 2 * self.context_margin >= self.tile_size:
             raise ValueError(

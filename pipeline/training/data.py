@@ -34,6 +34,8 @@ from pipeline.grid import Region, Shape2d, reflect_indices
 from pipeline.raster.read import mirror_read, normalize
 from pipeline.raster.scene import open_scene
 from pipeline.synthetic import write_synthetic_scene
+from pipeline.training.targets import BOUNDARY, CONTACT, InstanceTargets, burn_instance_targets, pixel_size_m
+from pipeline.vectors.polygons import apply_affine
 
 __all__ = [
     "LabelSpec",
@@ -146,6 +148,10 @@ class SceneData:
     """A scene opened for training: its header, its labels in the scene CRS, and its pixels if small.
 
     Where labels of different classes overlap, the class listed later in ``classes`` wins.
+
+    With ``targets``, building footprints also get boundary and contact pixels
+    (:mod:`pipeline.training.targets`): ``classes`` must then hold 'building', 'building_boundary' and
+    'building_contact', and the widths in metres are converted with the scene's pixel size.
     """
 
     def __init__(
@@ -154,6 +160,7 @@ class SceneData:
         classes: Sequence[str],
         bands: Sequence[int],
         in_memory_pixels: int = IN_MEMORY_PIXELS,
+        targets: InstanceTargets | None = None,
     ) -> None:
         info = open_scene(source.image)
         if max(bands) > info.band_count:
@@ -173,6 +180,14 @@ class SceneData:
                 f"training region {region} of {source.image} is empty or leaves the scene {info.shape}"
             )
         self.region = region
+        self._targets: tuple[int, int, int, float, float] | None = None
+        if targets is not None:
+            missing = [c for c in ("building", BOUNDARY, CONTACT) if c not in classes]
+            if missing:
+                raise ConfigError(f"instance targets need classes {missing} in {list(classes)}")
+            px = targets.in_pixels(pixel_size_m(info.transform, info.crs, info.shape))
+            ids = [list(classes).index(c) for c in ("building", BOUNDARY, CONTACT)]
+            self._targets = (*ids, *px)
         labels = read_labels(source.labels, classes, source.spec, info.crs)
         self._labels = labels.sort_values("class_id", kind="stable")
         self._image: np.ndarray | None = None
@@ -187,12 +202,23 @@ class SceneData:
         transform = self.transform @ affine.Affine.translation(region.col, region.row)
         out = np.zeros((region.rows, region.cols), dtype=np.uint8)
         bounds = rasterio.transform.array_bounds(region.rows, region.cols, transform)
-        hits = self._labels.iloc[np.sort(self._labels.sindex.query(shapely.box(*bounds)))]
+        query = shapely.box(*bounds)
+        if self._targets is not None:
+            # Buildings just outside the region still make contact pixels inside it.
+            query = shapely.buffer(query, (self._targets[4] + 2) * max(abs(transform.a), abs(transform.e)))
+        hits = self._labels.iloc[np.sort(self._labels.sindex.query(query))]
         if len(hits):
             rasterize(
                 zip(hits.geometry.values, hits["class_id"].tolist(), strict=True),
                 out=out,
                 transform=transform,
+            )
+        if self._targets is not None and len(hits):
+            building, boundary, contact, boundary_px, contact_px = self._targets
+            geoms = hits.geometry.values[(hits["class_id"] == building).to_numpy()]
+            out = burn_instance_targets(
+                out, apply_affine(np.asarray(geoms, dtype=object), ~transform), building_id=building,
+                boundary_id=boundary, contact_id=contact, boundary_px=boundary_px, contact_px=contact_px,
             )
         return out
 

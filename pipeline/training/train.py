@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from models.augment import Augment
 from models.checkpoint import ModelCard, save_checkpoint
 from models.device import autocast, resolve_device
-from models.factory import create_model
+from models.factory import create_model, size_multiple
 from models.losses import SegmentationLoss, confusion_counts, iou_and_dice_per_class
 from pipeline.errors import CheckpointError, ConfigError, OutputError
 from pipeline.training.data import (
@@ -43,10 +43,14 @@ from pipeline.training.data import (
     iter_batches,
     split_by_area,
 )
+from pipeline.training.targets import InstanceTargets
 
 __all__ = ["TrainConfig", "TrainResult", "train", "train_from_paths", "evaluate", "last_checkpoint_path"]
 
 log = logging.getLogger(__name__)
+
+#: ``score_fn(model, mean, std) -> {"score": float, ...}``: the model-selection metric of a run.
+ScoreFn = Callable[[torch.nn.Module, list[float], list[float]], dict[str, Any]]
 
 _STATE_FORMAT = "sceneseg-train-state"
 
@@ -102,21 +106,34 @@ class TrainConfig(BaseModel):
     )
     resume: bool = Field(False, description="Continue from <out>.last.pt when it exists.")
     description: str = Field("", description="Free text stored in the card's training record.")
+    pretrained: bool = Field(
+        False, description="Start the encoder from packaged ImageNet weights (architectures that have them)."
+    )
+    encoder_lr: float | None = Field(
+        None, gt=0, description="Peak learning rate of the encoder (None: lr); lower for a pretrained one."
+    )
+    instance_targets: InstanceTargets | None = Field(
+        None, description="Boundary and contact widths in metres (classes building_boundary, building_contact)."
+    )
+    channels_last: bool = Field(False, description="Train in channels-last memory format (faster on CPU).")
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
-        reserved = {"in_channels", "num_classes"} & set(self.arch_kwargs)
+        reserved = {"in_channels", "num_classes", "pretrained"} & set(self.arch_kwargs)
         if reserved:
             raise ValueError(
                 f"arch_kwargs must not set {sorted(reserved)}: they follow from bands and classes"
             )
         if not self.classes or self.classes[0] != "background" or len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be unique and start with 'background', got {self.classes}")
-        multiple = 2 ** int(self.arch_kwargs.get("depth", 4))
+        multiple = size_multiple(self.arch, self.arch_kwargs)
         for name in ("tile_size", "inference_tile_size"):
             value = getattr(self, name)
             if value is not None and value % multiple:
-                raise ValueError(f"{name} {value} must be a multiple of 2**depth = {multiple}")
+                raise ValueError(
+                    f"{name} {value} must be a multiple of {multiple} for {self.arch} (its encoder halves the "
+                    f"size that often), e.g. {max(multiple, value // multiple * multiple)}"
+                )
         if self.class_weights is not None and len(self.class_weights) != len(self.classes):
             raise ValueError(
                 f"class_weights has {len(self.class_weights)} values for {len(self.classes)} classes"
@@ -174,7 +191,7 @@ def evaluate(
     counts = np.zeros((len(config.classes),) * 2, dtype=np.int64)
     loss_sum, n = 0.0, 0
     for images, masks in iter_batches(tiles, config.batch_size):
-        images, masks = images.to(device), masks.to(device)
+        images, masks = _to_device(images, config, device), masks.to(device)
         with autocast(device, config.precision):
             logits = model(images)
         logits = logits.float()
@@ -188,6 +205,23 @@ def evaluate(
         "mean_iou": float(np.nanmean(foreground)) if not all(math.isnan(v) for v in foreground) else 0.0,
         "per_class": per_class,
     }
+
+
+def _to_device(images: torch.Tensor, config: TrainConfig, device: torch.device) -> torch.Tensor:
+    images = images.to(device)
+    return images.contiguous(memory_format=torch.channels_last) if config.channels_last else images
+
+
+def _param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """One group, or the encoder's parameters apart at ``encoder_lr / lr`` of the schedule."""
+    encoder = getattr(model, "encoder_parameters", None)
+    if config.encoder_lr is None or encoder is None:
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    ids = {id(p) for p in encoder()}
+    return [
+        {"params": [p for p in model.parameters() if id(p) in ids], "lr_scale": config.encoder_lr / config.lr},
+        {"params": [p for p in model.parameters() if id(p) not in ids], "lr_scale": 1.0},
+    ]
 
 
 def _loss(config: TrainConfig) -> SegmentationLoss:
@@ -242,6 +276,8 @@ def _card(config: TrainConfig, mean: list[float], std: list[float], record: dict
         tile_size=config.inference_tile_size or config.tile_size,
         context_margin=config.context_margin,
         training=record,
+        boundary_m=None if config.instance_targets is None else config.instance_targets.boundary_m,
+        contact_m=None if config.instance_targets is None else config.instance_targets.contact_m,
     )
 
 
@@ -288,7 +324,7 @@ class _Run:
     mean: list[float]
     std: list[float]
     history: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "mean_iou": -1.0})
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "mean_iou": -1.0, "score": -1.0})
     since_best: int = 0
     epoch: int = 0
 
@@ -328,8 +364,9 @@ def _train_epoch(
     losses = []
     for step, (images, masks) in enumerate(iter_batches(tiles, config.batch_size)):
         for group in run.optimizer.param_groups:
-            group["lr"] = _lr_at(run.epoch * config.steps_per_epoch + step, total_steps, config)
-        images, masks = images.to(device), masks.to(device)
+            lr = _lr_at(run.epoch * config.steps_per_epoch + step, total_steps, config)
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        images, masks = _to_device(images, config, device), masks.to(device)
         with autocast(device, config.precision):
             logits = run.model(images)
         # The loss in fp32 whatever the autocast; U-Net++ with deep supervision gives a list of heads.
@@ -351,11 +388,17 @@ def train(
     sources_val: Sequence[TrainingSource],
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    score_fn: ScoreFn | None = None,
 ) -> TrainResult:
     """Train ``config.arch`` on tiles of ``sources_train``, validating on ``sources_val`` after each epoch.
 
-    Writes the best checkpoint (by mean foreground IoU) to ``config.out`` and the resumable state to
-    ``<out>.last.pt`` after every epoch, then calls ``on_epoch`` with the epoch's history entry.
+    Writes the best checkpoint (by mean foreground IoU, or by ``score_fn``'s ``"score"``) to
+    ``config.out`` and the resumable state to ``<out>.last.pt`` after every epoch, then calls
+    ``on_epoch`` with the epoch's history entry.
+
+    ``score_fn(model, mean, std)`` (the model in eval mode) returns a dict of metrics with a ``"score"``
+    to maximise, e.g. building F1 through instance separation and the vector stage; the dict goes into
+    the history entry.
 
     Raises:
         ConfigError: bad settings, or sources that cannot give a tile.
@@ -366,7 +409,9 @@ def train(
     t_start = time.perf_counter()
     device = resolve_device(config.device)
     with _deterministic(device):
-        run, stopped_early = _train(config, sources_train, sources_val, device, progress, on_epoch, t_start)
+        run, stopped_early = _train(
+            config, sources_train, sources_val, device, progress, on_epoch, t_start, score_fn
+        )
     if not Path(config.out).is_file():
         raise OutputError(
             f"training ended without writing {config.out}: no epoch ran; raise epochs or turn off resume"
@@ -389,20 +434,26 @@ def _train(
     progress: bool,
     on_epoch: Callable[[dict[str, Any]], None] | None,
     t_start: float,
+    score_fn: ScoreFn | None = None,
 ) -> tuple[_Run, bool]:
     torch.manual_seed(config.seed)
     out = Path(config.out)
     last_path = last_checkpoint_path(out)
-    train_scenes = [SceneData(s, config.classes, config.bands) for s in sources_train]
-    val_scenes = [SceneData(s, config.classes, config.bands) for s in sources_val]
+    targets = config.instance_targets
+    train_scenes = [SceneData(s, config.classes, config.bands, targets=targets) for s in sources_train]
+    val_scenes = [SceneData(s, config.classes, config.bands, targets=targets) for s in sources_val]
     state = _load_state(last_path, config) if config.resume and last_path.is_file() else None
     if state is not None:
         mean, std = list(state["mean"]), list(state["std"])
     else:
         mean, std = band_stats(train_scenes, config.tile_size, config.stats_tiles, config.seed)
 
-    model = create_model(config.arch, **config.full_arch_kwargs).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # Pretrained weights only for a fresh model; the card keeps arch_kwargs without them.
+    extra = {"pretrained": True} if config.pretrained and state is None else {}
+    model = create_model(config.arch, **config.full_arch_kwargs, **extra).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
     run = _Run(model, optimizer, mean, std)
     if state is not None:
         run.restore(state)
@@ -435,6 +486,13 @@ def _train(
             t_epoch = time.perf_counter()
             train_loss = _train_epoch(run, tiles, loss_fn, config, device, bar)
             metrics = evaluate(run.model, val_tiles, config, device)
+            if score_fn is not None:
+                run.model.eval()
+                with torch.no_grad():
+                    metrics["selection"] = score_fn(run.model, mean, std)
+                metrics["score"] = float(metrics["selection"]["score"])
+            else:
+                metrics["score"] = metrics["mean_iou"]
             run.epoch += 1
             entry = {
                 "epoch": run.epoch,
@@ -444,10 +502,11 @@ def _train(
                 "seconds": time.perf_counter() - t_epoch,
             }
             run.history.append(entry)
-            improved = metrics["mean_iou"] > run.best["mean_iou"]
+            improved = metrics["score"] > run.best.get("score", run.best["mean_iou"])
             if improved:
                 run.best = {
                     "epoch": run.epoch,
+                    "score": metrics["score"],
                     "mean_iou": metrics["mean_iou"],
                     "per_class": metrics["per_class"],
                     "val_loss": metrics["val_loss"],
@@ -466,13 +525,14 @@ def _train(
                 run.since_best += 1
             ious = " ".join(f"{c}={metrics['per_class'][c]['iou']:.3f}" for c in config.classes[1:])
             log.info(
-                "epoch %d/%d loss %.4f val_loss %.4f IoU %s mean %.3f%s (%.0f s)",
+                "epoch %d/%d loss %.4f val_loss %.4f IoU %s mean %.3f score %.4f%s (%.0f s)",
                 run.epoch,
                 config.epochs,
                 train_loss,
                 metrics["val_loss"],
                 ious,
                 metrics["mean_iou"],
+                metrics["score"],
                 " best" if improved else "",
                 entry["seconds"],
             )
