@@ -84,6 +84,16 @@ def segment(
     write_confidence: Annotated[bool, typer.Option(help="Also write a confidence GeoTIFF.")] = False,
     compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs of the same scene.")] = False,
+    min_building_area_m2: Annotated[
+        Optional[float], typer.Option(help="Drop smaller buildings [default: the model card's, else 4].")
+    ] = None,
+    seed_confidence: Annotated[
+        Optional[float], typer.Option(help="Instance models: least interior probability of a building seed "
+                                           "[default: the model card's].")
+    ] = None,
+    min_seed_m2: Annotated[
+        Optional[float], typer.Option(help="Instance models: smallest building seed in m^2 [default: the card's].")
+    ] = None,
 ) -> None:
     """Segment scenes into a mask COG each and building/road layers in OUT/sceneseg.gpkg."""
     from pipeline.stages import segment_scene
@@ -92,6 +102,7 @@ def segment(
         model=model, tile_size=tile, overlap=overlap, block_size=block_size, device=device, batch_size=batch_size,
         precision=precision, max_in_flight=max_in_flight, torch_threads=torch_threads,
         dask_address=dask_address, output_crs=output_crs, write_confidence=write_confidence, compile=compile, overwrite=overwrite,
+        min_building_area_m2=min_building_area_m2, seed_confidence=seed_confidence, min_seed_m2=min_seed_m2,
     )
     results, failures = [], []
     with _progress_bar() as bar:

@@ -37,7 +37,16 @@ class SegmentConfig(BaseModel):
     dask_address: str | None = Field(None, description="tcp://host:8786 of a Dask scheduler; none runs in-process.")
     output_crs: str | None = Field(None, description="CRS of the vector layers (default: the scene's).")
     write_confidence: bool = Field(False, description="Also write a confidence GeoTIFF (probability x 255).")
-    min_building_area_m2: float = Field(4.0, ge=0, description="Smaller buildings are dropped as specks.")
+    min_building_area_m2: float | None = Field(
+        None, ge=0, description="Smaller buildings are dropped as specks (default: the model card's, else 4)."
+    )
+    seed_confidence: float | None = Field(
+        None, gt=0, le=1, description="Instance models: least interior probability of a building seed "
+        "(default: the model card's).",
+    )
+    min_seed_m2: float | None = Field(
+        None, ge=0, description="Instance models: smallest building seed in m^2 (default: the model card's)."
+    )
     vector_chunk_size: int = Field(
         2048, ge=64, description="Side of the mask chunks polygonized at once (the layers do not depend on it)."
     )

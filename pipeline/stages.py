@@ -40,6 +40,7 @@ from pipeline.raster.scene import SceneInfo, check_scene_fits, configure_gdal, f
 from pipeline.raster.write import WorkingStore, atomic_path, publish_raster
 from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
 from pipeline.vectors.gpkg import SceneRecord, publish_scene
+from pipeline.vectors.instances import fold_lut
 from pipeline.vectors.layers import VectorLayers
 from pipeline.vectors.stream import ChunkStream
 
@@ -81,6 +82,8 @@ class SceneJob:
     out_dir: Path
     run_id: str
     created_at: str
+    #: The card's tuned building separation and smallest building (instance models).
+    separation: dict[str, float] | None = None
 
     @property
     def plan(self) -> BlockPlan:
@@ -174,6 +177,7 @@ def prepare(
         scene=scene, config=config, checkpoint=checkpoint, checkpoint_id=loaded.checkpoint_id,
         classes=tuple(card.classes), block_job=block_job, out_dir=Path(out_dir),
         run_id=run_id or uuid.uuid4().hex[:12], created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        separation=card.separation,
     )
     if not config.overwrite:
         existing = [p for p in (job.mask_path, job.confidence_path) if p.exists()]
@@ -263,10 +267,11 @@ def publish_masks(job: SceneJob, store: WorkingStore) -> MaskOutputs:
     """Write the mask (and the confidence raster, if asked) as COGs with the scene's exact grid."""
     job.out_dir.mkdir(parents=True, exist_ok=True)
     # No run id or time in the raster: the same scene and model give the same bytes (resume relies on it).
-    tags = {"sceneseg_model": job.checkpoint_id, "sceneseg_classes": ",".join(job.classes)}
+    classes, lut = fold_lut(job.classes)
+    tags = {"sceneseg_model": job.checkpoint_id, "sceneseg_classes": ",".join(classes)}
     mask = publish_raster(
-        store.mask, job.mask_path, job.scene.grid, nodata=NODATA_CLASS, classes=job.classes, description="class",
-        tags=tags,
+        store.mask, job.mask_path, job.scene.grid, nodata=NODATA_CLASS, classes=classes, description="class",
+        tags=tags, lut=lut,
     )
     confidence = None
     if job.config.write_confidence:
@@ -278,10 +283,15 @@ def publish_masks(job: SceneJob, store: WorkingStore) -> MaskOutputs:
 
 
 def scene_vectorizer(job: SceneJob) -> SceneVectorizer:
-    """The vector stage's settings for a scene: its grid and the model's classes."""
+    """The vector stage's settings for a scene: its grid, the model's classes and the tuned thresholds of
+    its card, each overridden by the run's options where given."""
     classes = {i: name for i, name in enumerate(job.classes) if i > 0}
+    tuned = {**(job.separation or {}), **job.config.model_dump(
+        include={"min_building_area_m2", "seed_confidence", "min_seed_m2"}, exclude_none=True
+    )}
+    known = {f.name for f in dataclasses.fields(VectorSettings)}
     settings = VectorSettings(
-        min_building_area_m2=job.config.min_building_area_m2, chunk_size=job.config.vector_chunk_size
+        chunk_size=job.config.vector_chunk_size, **{k: v for k, v in tuned.items() if k in known}
     )
     return SceneVectorizer(job.scene.grid, classes=classes, settings=settings)
 

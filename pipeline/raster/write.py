@@ -149,17 +149,29 @@ class WorkingStore:
 
 
 def _vrt_xml(
-    array_path: Path, offset: int, grid: GeoGrid, nodata: int | None, classes: Sequence[str] | None, description: str, tags: dict[str, str],
+    array_path: Path, offset: int, grid: GeoGrid, nodata: int | None, classes: Sequence[str] | None, description: str,
+    tags: dict[str, str], lut: np.ndarray | None = None,
 ) -> str:
-    # A raw VRT maps the .npy payload as a GDAL band without copying it; GDAL then streams it once.
+    # A raw VRT maps the .npy payload as a GDAL band without copying it; GDAL then streams it once. With a
+    # lookup table, that raw VRT (a file) is the ComplexSource of a second one whose <LUT> maps the values
+    # on the fly, so folding classes costs no pass over the scene and no copy of it.
     shape, transform, crs = grid.shape, grid.transform, grid.crs
+    if lut is not None:
+        raw = array_path.with_name(f"{array_path.stem}.raw.vrt")
+        raw.write_text(_vrt_xml(array_path, offset, grid, None, None, "", {}))
+        # Every value listed: GDAL interpolates between the entries of a LUT.
+        source = (
+            f'<ComplexSource><SourceFilename relativeToVRT="0">{escape(str(raw.resolve()))}</SourceFilename>'
+            f"<SourceBand>1</SourceBand><LUT>{','.join(f'{v}:{lut[v]}' for v in range(256))}</LUT></ComplexSource>"
+        )
     gt = ", ".join(format(v, ".17g") for v in transform.to_gdal())
     parts = [
         f'<VRTDataset rasterXSize="{shape.cols}" rasterYSize="{shape.rows}">',
         f"<SRS>{escape(crs.to_wkt())}</SRS><GeoTransform>{gt}</GeoTransform>",
         # Dataset metadata (model, run) travels into the COG with the copy.
         "<Metadata>" + "".join(f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in tags.items()) + "</Metadata>",
-        '<VRTRasterBand dataType="Byte" band="1" subClass="VRTRawRasterBand">',
+        '<VRTRasterBand dataType="Byte" band="1">' if lut is not None
+        else '<VRTRasterBand dataType="Byte" band="1" subClass="VRTRawRasterBand">',
         f"<Description>{escape(description)}</Description>",
     ]
     if nodata is not None:
@@ -172,6 +184,9 @@ def _vrt_xml(
         parts.append("</ColorTable><CategoryNames>")
         parts.extend(f"<Category>{escape(name)}</Category>" for name in classes)
         parts.append("</CategoryNames>")
+    if lut is not None:
+        parts += [source, "</VRTRasterBand></VRTDataset>"]
+        return "".join(parts)
     parts += [
         f'<SourceFilename relativeToVRT="0">{escape(str(array_path.resolve()))}</SourceFilename>',
         f"<ImageOffset>{offset}</ImageOffset><PixelOffset>1</PixelOffset>",
@@ -190,11 +205,15 @@ def publish_raster(
     classes: Sequence[str] | None = None,
     description: str = "",
     tags: dict[str, str] | None = None,
+    lut: np.ndarray | None = None,
 ) -> Path:
-    """Copy a raw band to a COG on ``grid`` at ``dst`` (written to a temporary name, then renamed)."""
+    """Copy a raw band to a COG on ``grid`` at ``dst`` (written to a temporary name, then renamed).
+
+    ``lut`` (256 uint8 values) maps the band's values on the way, e.g. a model's classes to the user's.
+    """
     if band.shape != grid.shape:
         raise ValueError(f"band of {band.shape} does not fit the grid of {grid.shape}")
-    xml = _vrt_xml(band.path, band.offset, grid, nodata, classes, description, tags or {})
+    xml = _vrt_xml(band.path, band.offset, grid, nodata, classes, description, tags or {}, lut)
     tmp = atomic_path(dst)
     resampling = "MODE" if classes else "AVERAGE"
     try:

@@ -29,6 +29,7 @@ from rasterio.features import rasterize
 from scipy import ndimage
 
 from pipeline.grid import GeoGrid, Shape2d
+from pipeline.vectors.instances import BOUNDARY, CONTACT
 from pipeline.vectors.polygons import GroundFrame
 
 __all__ = [
@@ -42,8 +43,6 @@ __all__ = [
 ]
 
 #: Class names of the auxiliary classes; a model's classes list them last, after building (and road).
-BOUNDARY = "building_boundary"
-CONTACT = "building_contact"
 
 
 @dataclass(frozen=True)

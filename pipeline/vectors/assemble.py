@@ -9,6 +9,7 @@ to the CRS for output only after stitching.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 
@@ -22,6 +23,7 @@ from pipeline.config import DEFAULTS
 from pipeline.errors import ConfigError, SceneReadError
 from pipeline.grid import GeoGrid, Region
 from pipeline.vectors.centerlines import merge_centerlines, skeleton_lines
+from pipeline.vectors.instances import BOUNDARY, CONTACT, USER_CLASSES, separate_buildings
 from pipeline.vectors.layers import VectorLayers
 from pipeline.vectors.polygonize import (
     ChunkPolygons,
@@ -58,6 +60,11 @@ class VectorSettings:
     centerline_prune_m: float = 6.0
     chunk_size: int = DEFAULTS["vector_chunk_size"]
     halo_px: int = 64
+    #: Building separation (models with instance classes, see ``pipeline.vectors.instances``): the least
+    #: interior probability of a seed pixel, the smallest seed, and how far a seed grows over the footprint.
+    seed_confidence: float = 0.7
+    min_seed_m2: float = 1.0
+    grow_m: float = 3.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -66,6 +73,8 @@ class VectorSettings:
                 raise ConfigError(f"vector setting {f.name} must not be negative, got {value}")
         if self.chunk_size < 16:
             raise ConfigError(f"vector setting chunk_size must be at least 16 pixels, got {self.chunk_size}")
+        if not 0 < self.seed_confidence <= 1:
+            raise ConfigError(f"--seed-confidence must lie in (0, 1], got {self.seed_confidence}")
 
 
 def _frame(
@@ -119,20 +128,37 @@ class SceneVectorizer:
     ):
         self.shape = grid.shape
         self.crs = CRS.from_user_input(grid.crs)
-        self.classes = dict(classes)
         self.settings = settings
         names = {name: cid for cid, name in classes.items()}
         if not {"building", "road"} & names.keys():
             raise ConfigError(f"classes must name a 'building' or a 'road' class, got {dict(classes)}")
-        # A model without one of the classes (a building-only model, say) gets that layer empty.
-        self.building_id, self.road_id = names.get("building", -1), names.get("road", -1)
         self.frame = GroundFrame.for_grid(grid)
         self.min_road_px = int(np.ceil(settings.min_road_area_m2 / self.frame.pixel_area_m2))
         self.tolerance_m = settings.simplify_tolerance_px * self.frame.pixel_size_m
+        self.separation: dict[str, float] | None = None
+        if BOUNDARY in names:
+            # An instance model: each chunk window is separated first, into a plain mask of user-facing ids.
+            px = self.frame.pixel_size_m
+            self.separation = {
+                "interior_id": names.get("building", -1), "boundary_id": names[BOUNDARY],
+                "contact_id": names.get(CONTACT), "road_id": names.get("road"),
+                "seed_confidence": settings.seed_confidence,
+                "min_seed_px": max(1, round(settings.min_seed_m2 / px**2)), "grow_px": settings.grow_m / px,
+            }
+            names = {n: i for i, n in enumerate(USER_CLASSES) if n in names}
+            # A seed that reaches a core pixel from outside the window crosses at least halo - grow pixels
+            # of it; with this halo those are already min_seed_px, so no seed is dropped in one chunk and
+            # kept in another, and the layers stay the same for every chunk size.
+            self.halo_px = max(settings.halo_px, math.ceil(self.separation["grow_px"]) + self.separation["min_seed_px"] + 2)
+        else:
+            self.halo_px = settings.halo_px
+        self.classes = {cid: name for name, cid in names.items() if name in ("building", "road")}
+        # A model without one of the classes (a building-only model, say) gets that layer empty.
+        self.building_id, self.road_id = names.get("building", -1), names.get("road", -1)
 
     def windows(self) -> list[tuple[Region, Region]]:
         """Every chunk as (core, window): the pixels it owns, and those plus the halo it reads."""
-        scene, h = Region.of_shape(self.shape), self.settings.halo_px
+        scene, h = Region.of_shape(self.shape), self.halo_px
         out = []
         for core in chunk_regions(self.shape, self.settings.chunk_size):
             halo = Region.from_bounds(core.row - h, core.col - h, core.row_stop + h, core.col_stop + h)
@@ -147,6 +173,8 @@ class SceneVectorizer:
                 f"read_chunk returned mask {mask.shape} and confidence {confidence.shape} for window {window}, "
                 f"expected {expected}: the mask reader must return exactly the requested window"
             )
+        if self.separation is not None:
+            mask = separate_buildings(mask, confidence, **self.separation)
         rows, cols = core.slices_in(window)
         polygons = polygonize_chunk(mask[rows, cols], confidence[rows, cols], core, self.classes.keys())
         inner = ~polygons.on_edge & (polygons.class_ids == self.building_id)

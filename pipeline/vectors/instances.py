@@ -24,12 +24,34 @@ a few pixels wide, the two agree almost everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["NODATA", "separate_buildings"]
+__all__ = ["NODATA", "BOUNDARY", "CONTACT", "USER_CLASSES", "fold_lut", "separate_buildings"]
 
 NODATA = 255
+#: The auxiliary classes of an instance model, after its user-facing ones.
+BOUNDARY = "building_boundary"
+CONTACT = "building_contact"
+#: The classes of the mask users read, by id (255 is nodata), whatever the model's own classes.
+USER_CLASSES = ("background", "building", "road")
+_FOLDED = {BOUNDARY: "building", CONTACT: "background"}
+
+
+def fold_lut(model_classes: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """The mask users read for a model's classes: its class names by id, and the lookup from model ids.
+
+    An instance model's boundary pixels become building and its contact pixels background, in the ids of
+    :data:`USER_CLASSES`; nodata stays 255. A model without auxiliary classes keeps its own ids (None).
+    """
+    if not _FOLDED.keys() & set(model_classes):
+        return tuple(model_classes), None
+    lut = np.arange(256, dtype=np.uint8)
+    for i, name in enumerate(model_classes):
+        lut[i] = USER_CLASSES.index(_FOLDED.get(name, name))
+    return USER_CLASSES, lut
 _CROSS = ndimage.generate_binary_structure(2, 1)  # 4-connectivity, as the vector stage polygonizes
 
 

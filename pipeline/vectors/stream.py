@@ -48,7 +48,7 @@ class ChunkStream:
         self._pool: Executor | None = None
         self._step = vectorizer.settings.chunk_size
         self._cols = -(-vectorizer.shape.cols // self._step)
-        self._halo = vectorizer.settings.halo_px
+        self._halo = vectorizer.halo_px
         self._unseen_px = vectorizer.shape.size
         #: Chunks started before the last region of the mask came in: the vector work that ran
         #: alongside inference.
