@@ -83,6 +83,7 @@ def segment(
     output_crs: Annotated[Optional[str], typer.Option(help="CRS of the vector layers [default: the scene's].")] = None,
     write_confidence: Annotated[bool, typer.Option(help="Also write a confidence GeoTIFF.")] = False,
     compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
+    tta: Annotated[bool, typer.Option(help="Average the eight flips/rotations of each tile (8x the model time).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs of the same scene.")] = False,
     min_building_area_m2: Annotated[
         Optional[float], typer.Option(help="Drop smaller buildings [default: the model card's, else 4].")
@@ -101,7 +102,7 @@ def segment(
     config = _config(
         model=model, tile_size=tile, overlap=overlap, block_size=block_size, device=device, batch_size=batch_size,
         precision=precision, max_in_flight=max_in_flight, torch_threads=torch_threads,
-        dask_address=dask_address, output_crs=output_crs, write_confidence=write_confidence, compile=compile, overwrite=overwrite,
+        dask_address=dask_address, output_crs=output_crs, write_confidence=write_confidence, compile=compile, tta=tta, overwrite=overwrite,
         min_building_area_m2=min_building_area_m2, seed_confidence=seed_confidence, min_seed_m2=min_seed_m2,
     )
     results, failures = [], []

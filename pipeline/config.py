@@ -29,6 +29,10 @@ class SegmentConfig(BaseModel):
         "auto", description="auto is bf16 autocast on CUDA and fp32 on CPU."
     )
     compile: bool = Field(False, description="torch.compile the model (pays a warm-up per process).")
+    tta: bool = Field(
+        False, description="Test-time augmentation: average the eight flips and 90-degree rotations of each tile "
+        "(8 forwards per tile)."
+    )
     max_in_flight: int = Field(2, ge=1, description="Blocks read, inferred or blended at once: bounds memory; on the CPU also the forwards "
                     "run side by side.")
     torch_threads: int | None = Field(

@@ -166,7 +166,7 @@ def prepare(
     plan = BlockPlan.for_scene(scene.shape, tile_size, overlap, config.block_size)
     inference = InferenceSettings(
         device=config.device, precision=config.precision, batch_size=config.batch_size,
-        compile=config.compile, torch_threads=config.torch_threads,
+        compile=config.compile, torch_threads=config.torch_threads, tta=config.tta,
     )
     block_job = BlockJob(
         scene_path=scene.path.resolve(), checkpoint=checkpoint.resolve(), bands=tuple(card.bands),

@@ -101,3 +101,34 @@ def test_each_in_process_worker_thread_gets_its_share_of_the_cores(tiny_checkpoi
     with dask_client(None, in_flight) as client:
         seen = client.submit(_threads_after_loading, tiny_checkpoint, pure=False).result()
     assert seen == max(1, usable_cores() // in_flight)
+
+
+def test_tta_is_the_mean_of_the_eight_symmetric_forwards(tiny_checkpoint):
+    import torch
+
+    from models.checkpoint import load_checkpoint
+    from pipeline.raster.infer import InferenceSettings, get_predictor
+
+    tiles = np.random.default_rng(3).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    got = get_predictor(tiny_checkpoint, InferenceSettings(device="cpu", batch_size=2, tta=True)).predict(tiles)
+    model = load_checkpoint(tiny_checkpoint).model.eval()
+    views = []
+    with torch.inference_mode():
+        x = torch.from_numpy(tiles)
+        for k in range(4):
+            for flip in (False, True):
+                v = torch.rot90(x, k, dims=(2, 3))
+                v = torch.flip(v, dims=(3,)) if flip else v
+                p = torch.softmax(model(v), dim=1)
+                p = torch.flip(p, dims=(3,)) if flip else p
+                views.append(torch.rot90(p, -k, dims=(2, 3)).numpy())
+    np.testing.assert_allclose(got, np.mean(views, axis=0), atol=1e-5)
+    plain = get_predictor(tiny_checkpoint, InferenceSettings(device="cpu", batch_size=2)).predict(tiles)
+    assert np.abs(got - plain).max() > 1e-3  # the augmentation changes the result
+
+
+def test_tta_masks_do_not_depend_on_the_block_size(smooth_scene, tmp_path, tiny_checkpoint):
+    small, _ = _run(smooth_scene, tmp_path / "small", tiny_checkpoint, tta=True)
+    big_result = segment_scene(smooth_scene, tmp_path / "big",
+                               SegmentConfig(model=str(tiny_checkpoint), block_size=4096, tta=True))
+    np.testing.assert_array_equal(small, read_mask(big_result.mask_path))

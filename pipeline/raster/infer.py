@@ -48,6 +48,8 @@ class InferenceSettings:
     channels_last: bool = True
     compile: bool = False
     torch_threads: int | None = None
+    #: Test-time augmentation: the mean of the probabilities of the eight flips and 90-degree rotations.
+    tta: bool = False
 
 
 def usable_cores() -> int:
@@ -131,14 +133,29 @@ class Predictor:
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
             x = self._to_device(batch)
-            if self.autocast_dtype is not None:
-                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                    logits = self.model(x)
-            else:
+            if not self.settings.tta:
+                return self._probabilities(x).cpu().numpy()
+            # The eight symmetries of the square tile: each view is inferred, turned back, and averaged
+            # before blending, so the result stays independent of the block size.
+            total = None
+            for k in range(4):
+                for flip in (False, True):
+                    view = torch.rot90(x, k, dims=(2, 3))
+                    view = torch.flip(view, dims=(3,)) if flip else view
+                    probs = self._probabilities(view)
+                    probs = torch.flip(probs, dims=(3,)) if flip else probs
+                    probs = torch.rot90(probs, -k, dims=(2, 3))
+                    total = probs if total is None else total + probs
+            return (total / 8).cpu().numpy()
+
+    def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        if self.autocast_dtype is not None:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                 logits = self.model(x)
-            logits = logits.float()
-            probs = torch.softmax(logits, dim=1) if self.activation == "softmax" else torch.sigmoid(logits)
-            return probs.cpu().numpy()
+        else:
+            logits = self.model(x)
+        logits = logits.float()
+        return torch.softmax(logits, dim=1) if self.activation == "softmax" else torch.sigmoid(logits)
 
 
 #: Predictors kept per process. A long-running ``serve`` meets a new checkpoint id (or settings) now and
