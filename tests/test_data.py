@@ -184,3 +184,17 @@ def test_band_stats_and_tiles_are_seeded_and_normalized(sources):
     assert torch.equal(b[3][1], mask)
     assert abs(float(image.mean())) < 1.5
     assert not torch.equal(TrainTiles(scenes, 64, 8, mean, std, Augment(), seed=2)[3][0], image)
+
+
+def test_training_burns_road_lines_at_their_width(tmp_path):
+    import geopandas as gpd
+    import shapely
+    from pipeline.training.data import LabelSpec, read_labels
+
+    line = shapely.LineString([(300010, 2999950), (300090, 2999950)])  # 80 m along a row
+    labels = tmp_path / "roads.gpkg"
+    gpd.GeoDataFrame({"class": ["road"]}, geometry=[line], crs="EPSG:32645").to_file(labels, engine="pyogrio")
+    frame = read_labels(labels, ["background", "building", "road"], LabelSpec(line_widths_m={"road": 5.0}),
+                        "EPSG:32645")
+    assert frame["class_id"].tolist() == [2]
+    assert frame.area.iloc[0] == pytest.approx(80 * 5.0, rel=0.02)

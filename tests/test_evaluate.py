@@ -67,3 +67,25 @@ def test_masks_on_different_grids_are_refused(tmp_path, truth_scene):
         paths.append(path)
     result = runner.invoke(app, ["evaluate", *map(str, paths)])
     assert result.exit_code != 0 and "same grid" in " ".join(result.output.split())
+
+
+def test_road_lines_buffer_to_polygons_of_the_given_width(tmp_path):
+    import geopandas as gpd
+    import shapely
+
+    from pipeline.vectors.labels import buffer_lines
+
+    # An OSM-like road in geographic coordinates: 1 km east-west and 600 m north-south near Kathmandu.
+    line = shapely.LineString([(85.30, 27.70), (85.31, 27.70), (85.31, 27.7054)])
+    frame = gpd.GeoDataFrame({"class": ["road"]}, geometry=[line], crs="EPSG:4326")
+    utm = frame.estimate_utm_crs()
+    length = frame.to_crs(utm).length.iloc[0]
+    polygons = buffer_lines(frame, 6.0)
+    assert polygons.crs == frame.crs and polygons.geom_type.iloc[0] == "Polygon"
+    assert polygons.to_crs(utm).area.iloc[0] == pytest.approx(6.0 * length, rel=0.02)
+
+    path = tmp_path / "osm.gpkg"
+    frame.to_file(path, layer="roads", engine="pyogrio")
+    layers = read_layers(path, road_width_m=8.0)
+    assert layers["road_centerlines"].geom_type.tolist() == ["LineString"]
+    assert layers["roads"].to_crs(utm).area.iloc[0] == pytest.approx(8.0 * length, rel=0.02)

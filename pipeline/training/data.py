@@ -35,6 +35,7 @@ from pipeline.raster.read import mirror_read, normalize
 from pipeline.raster.scene import open_scene
 from pipeline.synthetic import write_synthetic_scene
 from pipeline.training.targets import BOUNDARY, CONTACT, InstanceTargets, burn_instance_targets, pixel_size_m
+from pipeline.vectors.labels import ROAD_WIDTH_M, buffer_lines
 from pipeline.vectors.polygons import apply_affine
 
 __all__ = [
@@ -67,10 +68,13 @@ class LabelSpec:
             each layer is one class, named by the layer (or by ``layer_classes``).
         layer_classes: Layer name to class name, for one-layer-per-class files whose layer names are
             not class names (e.g. ``{"buildings": "building"}``); other layers are ignored.
+        line_widths_m: Class name to the width in metres that its line labels (e.g. OpenStreetMap road
+            centerlines) are buffered to; lines of other classes are ignored.
     """
 
     class_column: str | None = "class"
     layer_classes: Mapping[str, str] | None = None
+    line_widths_m: Mapping[str, float] = field(default_factory=lambda: {"road": ROAD_WIDTH_M})
 
 
 @dataclass(frozen=True)
@@ -130,8 +134,12 @@ def read_labels(
                 f"label layer {layer!r} of {path} has no CRS: set one (e.g. with ogr2ogr -a_srs)"
             )
         geoms = gdf.geometry.values
-        polygons = gdf.geom_type.isin(["Polygon", "MultiPolygon"])
-        gdf = gdf[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms) & polygons]
+        gdf = gdf[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)]
+        parts = [gdf[gdf.geom_type.isin(["Polygon", "MultiPolygon"])]]
+        for name, width in spec.line_widths_m.items():
+            if name in ids:
+                parts.append(buffer_lines(gdf[gdf["class_id"] == ids[name]], width))
+        gdf = pd.concat(parts)
         frames.append(gdf[["class_id", "geometry"]].to_crs(crs))
     frames = [f for f in frames if len(f)]
     if not frames:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import shapely
 from rasterio.features import rasterize
@@ -20,15 +21,41 @@ from pipeline.errors import ConfigError, SceneReadError, SceneValidationError
 from pipeline.grid import GeoGrid
 from pipeline.vectors.layers import CLASS_LAYERS, LAYER_NAMES, SCENES_LAYER
 
-__all__ = ["read_layers", "rasterize_layers"]
+__all__ = ["ROAD_WIDTH_M", "buffer_lines", "read_layers", "rasterize_layers"]
+
+#: Width of a road polygon made from a road centerline label (OpenStreetMap roads are lines), in metres.
+ROAD_WIDTH_M = 6.0
+_LINES = ("LineString", "MultiLineString")
 
 
-def read_layers(path: str | Path, scene_id: str | None = None) -> dict[str, gpd.GeoDataFrame]:
+def buffer_lines(frame: gpd.GeoDataFrame, width_m: float) -> gpd.GeoDataFrame:
+    """The line features of ``frame`` as polygons ``width_m`` wide on the ground, in ``frame``'s CRS.
+
+    Buffered in the local UTM zone, so the width is metres whatever the CRS (geographic, Web Mercator);
+    flat ends, so a straight line of length L becomes an L x width rectangle.
+    """
+    if not width_m > 0:
+        raise ConfigError(f"a line label width must be positive, got {width_m} m")
+    lines = frame[frame.geom_type.isin(_LINES)]
+    if lines.empty:
+        return lines
+    metric = lines.to_crs(lines.estimate_utm_crs())
+    buffered = shapely.buffer(metric.geometry.values, width_m / 2, cap_style="flat", join_style="round")
+    return metric.set_geometry(gpd.GeoSeries(buffered, crs=metric.crs)).to_crs(frame.crs)
+
+
+def read_layers(
+    path: str | Path, scene_id: str | None = None, road_width_m: float = ROAD_WIDTH_M
+) -> dict[str, gpd.GeoDataFrame]:
     """The building/road layers of a vector file by sceneseg layer name, in the file's CRS.
+
+    Road labels given as lines (OpenStreetMap centerlines) are the ``road_centerlines`` (unless the file
+    has that layer) and, buffered to ``road_width_m``, the ``roads``.
 
     Args:
         path: the GeoPackage or GeoJSON.
         scene_id: keep only the features of this scene (layers that have a ``scene_id`` column).
+        road_width_m: width of the road polygons made from road lines.
 
     Raises:
         SceneReadError: the file is missing or not a vector file.
@@ -56,6 +83,11 @@ def read_layers(path: str | Path, scene_id: str | None = None) -> dict[str, gpd.
                     layers[CLASS_LAYERS[cls]] = part
         elif len(names) == 1:
             layers["buildings"] = frame
+    roads = layers.get("roads")
+    if roads is not None and roads.geom_type.isin(_LINES).any():
+        layers.setdefault("road_centerlines", roads[roads.geom_type.isin(_LINES)])
+        polygons = roads[~roads.geom_type.isin(_LINES)]
+        layers["roads"] = gpd.GeoDataFrame(pd.concat([polygons, buffer_lines(roads, road_width_m)]), crs=roads.crs)
     if not layers:
         raise SceneValidationError(
             f"{path}: found layers {names} but none named {list(LAYER_NAMES)} nor a 'class' column with "
