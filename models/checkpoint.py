@@ -96,6 +96,11 @@ class ModelCard(BaseModel):
         description="Instance targets: background within this gap (metres) of two buildings is class "
         "'building_contact'.",
     )
+    gsd_m: float | None = Field(
+        default=None, gt=0,
+        description="Ground sample distance (metres per pixel) the model was trained at; scenes at another are "
+        "read resampled to it (None: read every scene as it is).",
+    )
     separation: dict[str, float] | None = Field(
         default=None,
         description="Tuned building separation: seed_confidence (0..1), min_seed_m2, grow_m, "

@@ -29,6 +29,10 @@ class SegmentConfig(BaseModel):
         "auto", description="auto is bf16 autocast on CUDA and fp32 on CPU."
     )
     compile: bool = Field(False, description="torch.compile the model (pays a warm-up per process).")
+    resample: bool = Field(
+        True, description="Read a scene whose ground sample distance differs from the model's by more than 10 % "
+        "resampled to the model's; the mask is written back on the scene's own grid (--no-resample: off).",
+    )
     tta: bool = Field(
         False, description="Test-time augmentation: average the eight flips and 90-degree rotations of each tile "
         "(8 forwards per tile)."

@@ -30,18 +30,20 @@ from shapely.geometry import box
 from models.checkpoint import find_checkpoint, load_checkpoint
 from pipeline.config import SegmentConfig
 from pipeline.errors import OutputError
-from pipeline.grid import BlockPlan
+from pipeline.grid import BlockPlan, GeoGrid
 from pipeline.raster.blend import NODATA_CLASS, UnitAssembler, UnitResult
 from pipeline.raster.blocks import BlockJob
 from pipeline.raster.execute import dask_client, local_gpu_count, run_blocks
 from pipeline.raster.infer import InferenceSettings
 from pipeline.raster.journal import BlockJournal
+from pipeline.raster.read import model_grid, write_resampled_view
 from pipeline.raster.scene import SceneInfo, check_scene_fits, configure_gdal, file_checksum, open_scene
 from pipeline.raster.write import WorkingStore, atomic_path, publish_raster
 from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
 from pipeline.vectors.gpkg import SceneRecord, publish_scene
 from pipeline.vectors.instances import fold_lut
 from pipeline.vectors.layers import VectorLayers
+from pipeline.vectors.polygons import GroundFrame
 from pipeline.vectors.stream import ChunkStream
 
 __all__ = [
@@ -65,6 +67,10 @@ __all__ = [
 #: The GeoPackage every scene of an output directory is published to.
 GPKG_NAME = "sceneseg.gpkg"
 
+#: A scene whose ground sample distance is within this fraction of the model's is read as it is.
+RESAMPLE_TOLERANCE = 0.1
+RESAMPLED_VIEW = "resampled.vrt"
+
 #: Called as ``progress(done, total)`` after each block.
 Progress = Callable[[int, int], None]
 
@@ -82,12 +88,23 @@ class SceneJob:
     out_dir: Path
     run_id: str
     created_at: str
+    #: The grid the model runs on: the scene's, or the scene resampled to the model's ground sample distance.
+    grid: GeoGrid | None = None
     #: The card's tuned building separation and smallest building (instance models).
     separation: dict[str, float] | None = None
 
     @property
     def plan(self) -> BlockPlan:
         return self.block_job.plan
+
+    @property
+    def resampled(self) -> bool:
+        """Whether the model reads the scene through a resampled view (``work_dir/resampled.vrt``)."""
+        return self.grid is not None and self.grid != self.scene.grid
+
+    @property
+    def run_grid(self) -> GeoGrid:
+        return self.grid or self.scene.grid
 
     @property
     def mask_path(self) -> Path:
@@ -163,13 +180,18 @@ def prepare(
     check_scene_fits(scene, list(card.bands), loaded.checkpoint_id)
     tile_size = config.tile_size or card.tile_size
     overlap = config.overlap if config.overlap is not None else 2 * card.context_margin
-    plan = BlockPlan.for_scene(scene.shape, tile_size, overlap, config.block_size)
+    grid, source = scene.grid, scene.path.resolve()
+    scene_gsd_m = GroundFrame.for_grid(scene.grid).pixel_size_m
+    if config.resample and card.gsd_m and abs(scene_gsd_m / card.gsd_m - 1) > RESAMPLE_TOLERANCE:
+        grid = model_grid(scene.grid, scene_gsd_m, card.gsd_m)
+        source = (Path(out_dir) / ".sceneseg-work" / scene.scene_id / RESAMPLED_VIEW).resolve()
+    plan = BlockPlan.for_scene(grid.shape, tile_size, overlap, config.block_size)
     inference = InferenceSettings(
         device=config.device, precision=config.precision, batch_size=config.batch_size,
         compile=config.compile, torch_threads=config.torch_threads, tta=config.tta,
     )
     block_job = BlockJob(
-        scene_path=scene.path.resolve(), checkpoint=checkpoint.resolve(), bands=tuple(card.bands),
+        scene_path=source, checkpoint=checkpoint.resolve(), bands=tuple(card.bands),
         mean=tuple(card.mean), std=tuple(card.std), has_mask=scene.has_mask,
         num_classes=len(card.classes), plan=plan, inference=inference,
     )
@@ -177,7 +199,7 @@ def prepare(
         scene=scene, config=config, checkpoint=checkpoint, checkpoint_id=loaded.checkpoint_id,
         classes=tuple(card.classes), block_job=block_job, out_dir=Path(out_dir),
         run_id=run_id or uuid.uuid4().hex[:12], created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        separation=card.separation,
+        grid=grid, separation=card.separation,
     )
     if not config.overwrite:
         existing = [p for p in (job.mask_path, job.confidence_path) if p.exists()]
@@ -210,6 +232,8 @@ def infer_blocks(
     # The journal first: it clears a working directory left by a different scene, model or plan.
     journal = BlockJournal(job.work_dir, _fingerprint(job), plan, interval=journal_interval)
     store = WorkingStore(job.work_dir, plan.scene)
+    if job.resampled:
+        write_resampled_view(job.scene.path, job.run_grid, job.block_job.scene_path)
     if stream is not None:
         stream.start(store.reader())
         for unit in plan.units:
@@ -270,13 +294,13 @@ def publish_masks(job: SceneJob, store: WorkingStore) -> MaskOutputs:
     classes, lut = fold_lut(job.classes)
     tags = {"sceneseg_model": job.checkpoint_id, "sceneseg_classes": ",".join(classes)}
     mask = publish_raster(
-        store.mask, job.mask_path, job.scene.grid, nodata=NODATA_CLASS, classes=classes, description="class",
-        tags=tags, lut=lut,
+        store.mask, job.mask_path, job.run_grid, nodata=NODATA_CLASS, classes=classes, description="class",
+        tags=tags, lut=lut, target=job.scene.grid,
     )
     confidence = None
     if job.config.write_confidence:
         confidence = publish_raster(
-            store.confidence, job.confidence_path, job.scene.grid, nodata=None,
+            store.confidence, job.confidence_path, job.run_grid, nodata=None, target=job.scene.grid,
             description="confidence of the class in the mask, probability x 255", tags=tags,
         )
     return MaskOutputs(mask, confidence)
@@ -293,7 +317,7 @@ def scene_vectorizer(job: SceneJob) -> SceneVectorizer:
     settings = VectorSettings(
         chunk_size=job.config.vector_chunk_size, **{k: v for k, v in tuned.items() if k in known}
     )
-    return SceneVectorizer(job.scene.grid, classes=classes, settings=settings)
+    return SceneVectorizer(job.run_grid, classes=classes, settings=settings)
 
 
 @contextmanager

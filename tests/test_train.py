@@ -55,6 +55,7 @@ def test_two_epochs_lower_the_loss_and_write_a_loadable_checkpoint(two_epochs):
     assert result.last.name == "tiny.last.pt"
     loaded = load_checkpoint(result.checkpoint)
     card = loaded.card
+    assert card.gsd_m == pytest.approx(0.5)  # the synthetic scenes' pixels, which resampling will honour
     assert card.arch == "unet" and card.arch_kwargs == {
         "in_channels": 3,
         "num_classes": 3,

@@ -7,16 +7,21 @@ for any window, even one whose pad is wider than the part of the window inside t
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from pipeline.grid import Region, Shape2d, reflect_indices
+from pipeline.grid import GeoGrid, Region, Shape2d, reflect_indices
 
-__all__ = ["mirror_read", "normalize", "SceneReader"]
+__all__ = ["mirror_read", "normalize", "SceneReader", "model_grid", "write_resampled_view"]
 
 
 def _source_window(region: Region, scene: Shape2d) -> tuple[Window, np.ndarray, np.ndarray]:
@@ -44,6 +49,31 @@ def normalize(raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     out -= mean.astype(np.float32)[:, None, None]
     out /= std.astype(np.float32)[:, None, None]
     return out
+
+
+def model_grid(scene: GeoGrid, scene_gsd_m: float, model_gsd_m: float) -> GeoGrid:
+    """The scene's extent on pixels of the model's ground sample distance (same CRS and origin)."""
+    factor = model_gsd_m / scene_gsd_m
+    shape = Shape2d(math.ceil(scene.shape.rows / factor), math.ceil(scene.shape.cols / factor))
+    return GeoGrid(shape, scene.transform @ Affine.scale(factor), scene.crs)
+
+
+def write_resampled_view(scene_path: Path, grid: GeoGrid, dst: Path) -> Path:
+    """A GDAL warped VRT of the scene on ``grid``: every later read resamples on the fly, window by window.
+
+    Averaging when the grid is coarser than the scene (drone imagery for a satellite model), bilinear when
+    finer. A VRT file, not an array: it costs no pass over the scene and nothing in memory, Dask workers
+    open it like the scene itself, and any window of it reads the same pixels whatever the block size.
+    """
+    with rasterio.open(scene_path) as src:
+        coarser = abs(grid.transform.a) > abs(src.transform.a)
+        resampling = Resampling.average if coarser else Resampling.bilinear
+        with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.shape.cols, height=grid.shape.rows,
+                       resampling=resampling) as vrt:
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            rasterio.shutil.copy(vrt, tmp, driver="VRT")
+    tmp.replace(dst)
+    return dst
 
 
 class SceneReader:

@@ -148,30 +148,30 @@ class WorkingStore:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def _raw_source(array_path: Path, offset: int, shape: Shape2d) -> str:
+    # A raw band maps the .npy payload as a GDAL band without copying it; GDAL then streams it once.
+    return (
+        f'<SourceFilename relativeToVRT="0">{escape(str(array_path.resolve()))}</SourceFilename>'
+        f"<ImageOffset>{offset}</ImageOffset><PixelOffset>1</PixelOffset>"
+        f"<LineOffset>{shape.cols}</LineOffset><ByteOrder>LSB</ByteOrder>"
+    )
+
+
 def _vrt_xml(
-    array_path: Path, offset: int, grid: GeoGrid, nodata: int | None, classes: Sequence[str] | None, description: str,
-    tags: dict[str, str], lut: np.ndarray | None = None,
+    grid: GeoGrid, source: str, *, raw: bool, nodata: int | None = None, classes: Sequence[str] | None = None,
+    description: str = "", tags: dict[str, str] | None = None,
 ) -> str:
-    # A raw VRT maps the .npy payload as a GDAL band without copying it; GDAL then streams it once. With a
-    # lookup table, that raw VRT (a file) is the ComplexSource of a second one whose <LUT> maps the values
-    # on the fly, so folding classes costs no pass over the scene and no copy of it.
+    """A one-band Byte VRT on ``grid``: a raw band (``raw``), or one made of the ``source`` elements."""
     shape, transform, crs = grid.shape, grid.transform, grid.crs
-    if lut is not None:
-        raw = array_path.with_name(f"{array_path.stem}.raw.vrt")
-        raw.write_text(_vrt_xml(array_path, offset, grid, None, None, "", {}))
-        # Every value listed: GDAL interpolates between the entries of a LUT.
-        source = (
-            f'<ComplexSource><SourceFilename relativeToVRT="0">{escape(str(raw.resolve()))}</SourceFilename>'
-            f"<SourceBand>1</SourceBand><LUT>{','.join(f'{v}:{lut[v]}' for v in range(256))}</LUT></ComplexSource>"
-        )
     gt = ", ".join(format(v, ".17g") for v in transform.to_gdal())
     parts = [
         f'<VRTDataset rasterXSize="{shape.cols}" rasterYSize="{shape.rows}">',
         f"<SRS>{escape(crs.to_wkt())}</SRS><GeoTransform>{gt}</GeoTransform>",
         # Dataset metadata (model, run) travels into the COG with the copy.
-        "<Metadata>" + "".join(f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in tags.items()) + "</Metadata>",
-        '<VRTRasterBand dataType="Byte" band="1">' if lut is not None
-        else '<VRTRasterBand dataType="Byte" band="1" subClass="VRTRawRasterBand">',
+        "<Metadata>" + "".join(f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in (tags or {}).items())
+        + "</Metadata>",
+        '<VRTRasterBand dataType="Byte" band="1" subClass="VRTRawRasterBand">' if raw
+        else '<VRTRasterBand dataType="Byte" band="1">',
         f"<Description>{escape(description)}</Description>",
     ]
     if nodata is not None:
@@ -184,16 +184,39 @@ def _vrt_xml(
         parts.append("</ColorTable><CategoryNames>")
         parts.extend(f"<Category>{escape(name)}</Category>" for name in classes)
         parts.append("</CategoryNames>")
-    if lut is not None:
-        parts += [source, "</VRTRasterBand></VRTDataset>"]
-        return "".join(parts)
-    parts += [
-        f'<SourceFilename relativeToVRT="0">{escape(str(array_path.resolve()))}</SourceFilename>',
-        f"<ImageOffset>{offset}</ImageOffset><PixelOffset>1</PixelOffset>",
-        f"<LineOffset>{shape.cols}</LineOffset><ByteOrder>LSB</ByteOrder>",
-        "</VRTRasterBand></VRTDataset>",
-    ]
+    parts += [source, "</VRTRasterBand></VRTDataset>"]
     return "".join(parts)
+
+
+def _published_vrt(
+    band: RawBand, grid: GeoGrid, target: GeoGrid, lut: np.ndarray | None, **band_options
+) -> str:
+    """The VRT the COG is copied from: the raw band itself, or, to fold values or change the grid, a
+    ComplexSource over the raw band (saved beside it) with a <LUT> and a destination rectangle.
+
+    Both happen on the fly as GDAL streams the copy, so neither costs a pass over the scene nor a copy
+    of it. ``target`` must share ``grid``'s CRS and origin (a resampled view of the scene does): the
+    band then covers ``grid.shape`` times the pixel-size ratio of the target's pixels, read by nearest
+    neighbour, and the VRT (unlike a warped one) keeps the palette, category names and metadata.
+    """
+    if lut is None and target == grid:
+        return _vrt_xml(grid, _raw_source(band.path, band.offset, band.shape), raw=True, **band_options)
+    raw = band.path.with_name(f"{band.path.stem}.raw.vrt")
+    raw.write_text(_vrt_xml(grid, _raw_source(band.path, band.offset, band.shape), raw=True))
+    sx, sy = grid.transform.a / target.transform.a, grid.transform.e / target.transform.e
+    if (target.crs != grid.crs or not np.isclose(grid.transform.c, target.transform.c)
+            or not np.isclose(grid.transform.f, target.transform.f) or sx <= 0 or sy <= 0):
+        raise ValueError(f"target grid {target} is not a rescaling of {grid}")
+    dst_rect = f'<DstRect xOff="0" yOff="0" xSize="{grid.shape.cols * sx:.10g}" ySize="{grid.shape.rows * sy:.10g}"/>'
+    # Every value listed: GDAL interpolates between the entries of a LUT.
+    lut_xml = f"<LUT>{','.join(f'{v}:{lut[v]}' for v in range(256))}</LUT>" if lut is not None else ""
+    source = (
+        f'<ComplexSource resampling="nearest"><SourceFilename relativeToVRT="0">{escape(str(raw.resolve()))}'
+        f"</SourceFilename><SourceBand>1</SourceBand>"
+        f'<SrcRect xOff="0" yOff="0" xSize="{grid.shape.cols}" ySize="{grid.shape.rows}"/>{dst_rect}{lut_xml}'
+        "</ComplexSource>"
+    )
+    return _vrt_xml(target, source, raw=False, **band_options)
 
 
 def publish_raster(
@@ -206,14 +229,19 @@ def publish_raster(
     description: str = "",
     tags: dict[str, str] | None = None,
     lut: np.ndarray | None = None,
+    target: GeoGrid | None = None,
 ) -> Path:
     """Copy a raw band to a COG on ``grid`` at ``dst`` (written to a temporary name, then renamed).
 
-    ``lut`` (256 uint8 values) maps the band's values on the way, e.g. a model's classes to the user's.
+    ``lut`` (256 uint8 values) maps the band's values on the way, e.g. a model's classes to the user's;
+    ``target`` (default ``grid``) is the grid of the COG, a rescaling of ``grid``: the band is read onto
+    it by nearest neighbour (a mask inferred on a resampled view of the scene goes back on the scene's grid).
     """
     if band.shape != grid.shape:
         raise ValueError(f"band of {band.shape} does not fit the grid of {grid.shape}")
-    xml = _vrt_xml(band.path, band.offset, grid, nodata, classes, description, tags or {}, lut)
+    xml = _published_vrt(
+        band, grid, target or grid, lut, nodata=nodata, classes=classes, description=description, tags=tags
+    )
     tmp = atomic_path(dst)
     resampling = "MODE" if classes else "AVERAGE"
     try:

@@ -33,6 +33,7 @@ from models.device import autocast, resolve_device
 from models.factory import create_model, size_multiple
 from models.losses import SegmentationLoss, confusion_counts, iou_and_dice_per_class
 from pipeline.errors import CheckpointError, ConfigError, OutputError
+from pipeline.raster.scene import open_scene
 from pipeline.training.data import (
     LabelSpec,
     SceneData,
@@ -44,6 +45,7 @@ from pipeline.training.data import (
     split_by_area,
 )
 from pipeline.training.targets import InstanceTargets
+from pipeline.vectors.polygons import GroundFrame
 
 __all__ = ["TrainConfig", "TrainResult", "train", "train_from_paths", "evaluate", "last_checkpoint_path"]
 
@@ -264,6 +266,11 @@ def _load_state(path: Path, config: TrainConfig) -> dict[str, Any]:
     return state
 
 
+def training_gsd_m(sources: Sequence[TrainingSource]) -> float:
+    """The median ground sample distance (metres per pixel) of the training scenes: what the card records."""
+    return float(np.median([GroundFrame.for_grid(open_scene(s.image).grid).pixel_size_m for s in sources]))
+
+
 def _card(config: TrainConfig, mean: list[float], std: list[float], record: dict[str, Any]) -> ModelCard:
     return ModelCard(
         arch=config.arch,
@@ -278,6 +285,7 @@ def _card(config: TrainConfig, mean: list[float], std: list[float], record: dict
         training=record,
         boundary_m=None if config.instance_targets is None else config.instance_targets.boundary_m,
         contact_m=None if config.instance_targets is None else config.instance_targets.contact_m,
+        gsd_m=record["gsd_m"],
     )
 
 
@@ -474,6 +482,7 @@ def _train(
         "train_data": _data_record(sources_train),
         "val_data": _data_record(sources_val),
         "val_tiles": len(val_tiles),
+        "gsd_m": training_gsd_m(sources_train),
         "loss": f"{config.loss} + {config.dice_weight} x dice",
         "torch": torch.__version__,
         "device": str(device),
