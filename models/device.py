@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+from pathlib import Path
 from typing import Literal
 
 import torch
 
 from models.errors import ConfigError
 
-__all__ = ["Precision", "resolve_device", "autocast_dtype", "autocast"]
+__all__ = ["Precision", "resolve_device", "cpu_flags", "choose_precision", "autocast_dtype", "autocast"]
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
@@ -35,16 +37,48 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` on ``device``; None runs in fp32.
+#: CPU features with bf16 matrix instructions: AMX tiles (Sapphire Rapids and later) and AVX512-BF16
+#: (Cooper Lake, Zen 4 and later). Without them torch emulates bf16, slower than fp32.
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
-    ``auto`` is bf16 on CUDA and fp32 on the CPU.
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The feature flags of this machine's CPU (Linux ``/proc/cpuinfo``; empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def choose_precision(
+    device: torch.device, precision: Precision, flags: frozenset[str] | None = None
+) -> tuple[torch.dtype | None, str]:
+    """The autocast dtype of ``precision`` on ``device`` (None: fp32) and why, in words for the run record.
+
+    ``auto`` is bf16 on CUDA and on a CPU with native bf16 (:data:`NATIVE_BF16_FLAGS`; read at run time,
+    since one image runs on many CPUs), fp32 on other CPUs. ``flags`` overrides the CPU's own (tests).
     """
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
+    if precision == "fp32":
+        return None, "fp32 asked for"
     if precision == "fp16":
-        return torch.float16
-    return torch.bfloat16
+        return torch.float16, "fp16 asked for"
+    if precision == "bf16":
+        return torch.bfloat16, "bf16 asked for"
+    if device.type == "cuda":
+        return torch.bfloat16, "auto: bf16 autocast on CUDA"
+    native = NATIVE_BF16_FLAGS & (cpu_flags() if flags is None else flags)
+    if native:
+        return torch.bfloat16, f"auto: the CPU has native bf16 ({', '.join(sorted(native))})"
+    return None, "auto: fp32, the CPU has no native bf16 (amx_bf16 or avx512_bf16)"
+
+
+def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device``; None runs in fp32 (see :func:`choose_precision`)."""
+    return choose_precision(device, precision)[0]
 
 
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:

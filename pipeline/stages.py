@@ -28,6 +28,7 @@ from pathlib import Path
 from shapely.geometry import box
 
 from models.checkpoint import find_checkpoint, load_checkpoint
+from models.device import choose_precision, resolve_device
 from pipeline.config import SegmentConfig
 from pipeline.errors import OutputError
 from pipeline.grid import BlockPlan, GeoGrid
@@ -369,7 +370,9 @@ def finish(
         seconds=seconds | {"total": sum(seconds.values())}, vector_chunks=len(stream.chunks),
         vector_chunks_during_inference=stream.started_before_last_region,
     )
+    dtype, why = choose_precision(resolve_device(job.config.device), job.config.precision)
     record = {"config": job.config.model_dump(mode="json"), "checkpoint": str(job.checkpoint),
+              "precision": {"autocast": str(dtype).removeprefix("torch.") if dtype else "fp32", "why": why},
               "model": job.checkpoint_id, "run_id": job.run_id, "created_at": job.created_at,
               "result": result.summary()}
     tmp = atomic_path(job.run_path)

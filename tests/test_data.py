@@ -189,6 +189,7 @@ def test_band_stats_and_tiles_are_seeded_and_normalized(sources):
 def test_training_burns_road_lines_at_their_width(tmp_path):
     import geopandas as gpd
     import shapely
+
     from pipeline.training.data import LabelSpec, read_labels
 
     line = shapely.LineString([(300010, 2999950), (300090, 2999950)])  # 80 m along a row

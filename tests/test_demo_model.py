@@ -77,3 +77,17 @@ def test_outputs_carry_the_scene_grid_and_crs_and_lie_inside_the_scene(demo_scen
         frame = pyogrio.read_dataframe(result.gpkg_path, layer=layer)
         assert len(frame) > 0
         assert shapely.covers(bounds.buffer(1e-6), frame.geometry.values).all()
+
+
+def test_bf16_agrees_with_fp32_on_a_real_like_scene(tmp_path):
+    import json
+
+    scene = write_synthetic_scene(tmp_path / "scene.tif", 256, 256, seed=DEMO_SEED + 1)
+    masks = {}
+    for precision in ("fp32", "bf16"):
+        result = segment_scene(scene.path, tmp_path / precision, SegmentConfig(precision=precision))
+        masks[precision] = read_mask(result.mask_path)
+        record = json.loads((tmp_path / precision / f"{result.scene_id}_run.json").read_text())
+        assert record["precision"]["autocast"] == ("fp32" if precision == "fp32" else "bfloat16")
+    agreement = float((masks["fp32"] == masks["bf16"]).mean())
+    assert agreement >= 0.995, agreement

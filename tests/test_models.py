@@ -116,3 +116,21 @@ def test_factory_rejects_unknown_options_and_bad_values() -> None:
         create_model("unet", base_channels=4, depth=2, up_mode="nearest")
     with pytest.raises(ConfigError, match="depth"):
         create_model("unetpp", depth=0)
+
+
+def test_auto_precision_is_bf16_where_the_cpu_has_it_and_fp32_elsewhere():
+    import torch
+
+    from models.device import choose_precision
+
+    cpu = torch.device("cpu")
+    amx = frozenset({"sse2", "avx512f", "amx_bf16", "amx_tile"})
+    zen3 = frozenset({"sse2", "avx2", "fma"})
+    dtype, why = choose_precision(cpu, "auto", flags=amx)
+    assert dtype == torch.bfloat16 and "amx_bf16" in why
+    assert choose_precision(cpu, "auto", flags=frozenset({"avx512_bf16"}))[0] == torch.bfloat16
+    dtype, why = choose_precision(cpu, "auto", flags=zen3)
+    assert dtype is None and "no native bf16" in why
+    assert choose_precision(cpu, "fp32", flags=amx)[0] is None
+    assert choose_precision(cpu, "bf16", flags=zen3)[0] == torch.bfloat16
+    assert choose_precision(torch.device("cuda"), "auto", flags=zen3)[0] == torch.bfloat16
