@@ -56,26 +56,34 @@ def smooth_image(rows: int, cols: int, seed: int = 0, bands: int = 3) -> np.ndar
     return out.astype(np.uint8)
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A real, tiny, untrained U-Net checkpoint (4 base channels, depth 2, 64-pixel tiles)."""
+def write_tiny_checkpoint(
+    path: Path, classes: tuple[str, ...] = ("background", "building", "road"), seed: int = 0, **card_fields
+) -> Path:
+    """A real, tiny, untrained U-Net checkpoint (4 base channels, depth 2, 64-pixel tiles) at ``path``.
+
+    ``card_fields`` are further ModelCard fields (gsd_m, separation, ...).
+    """
     import torch
 
     from models import create_model
     from models.checkpoint import ModelCard, save_checkpoint
 
-    torch.manual_seed(0)
-    kwargs = dict(in_channels=3, num_classes=3, base_channels=4, depth=2)
+    torch.manual_seed(seed)
+    kwargs = dict(in_channels=3, num_classes=len(classes), base_channels=4, depth=2)
     model = create_model("unet", **kwargs)
     # Sharpen the untrained output layer so the classes are decided, not near-ties.
     head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
     with torch.no_grad():
         head.weight *= 40.0
-    card = ModelCard(arch="unet", arch_kwargs=kwargs, classes=["background", "building", "road"], bands=[1, 2, 3],
-                     mean=[128.0] * 3, std=[64.0] * 3, tile_size=64, context_margin=8)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    card = ModelCard(arch="unet", arch_kwargs=kwargs, classes=list(classes), bands=[1, 2, 3],
+                     mean=[128.0] * 3, std=[64.0] * 3, tile_size=64, context_margin=8, **card_fields)
     save_checkpoint(path, model, card)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
 
 
 @pytest.fixture

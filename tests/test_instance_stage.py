@@ -7,18 +7,15 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-import torch
 from affine import Affine
 
-from models import create_model
-from models.checkpoint import ModelCard, save_checkpoint
 from pipeline.config import SegmentConfig
 from pipeline.grid import GeoGrid, Shape2d
 from pipeline.stages import segment_scene
 from pipeline.training.targets import burn_instance_targets
 from pipeline.vectors import VectorSettings, vectorize_scene
 from pipeline.vectors.instances import BOUNDARY, CONTACT, fold_lut
-from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
+from tests.conftest import read_features, read_mask, smooth_image, write_geotiff, write_tiny_checkpoint
 
 INSTANCE_CLASSES = ["background", "building", BOUNDARY, CONTACT]
 TRANSFORM = Affine(0.25, 0, 300000, 0, -0.25, 3000000)  # 0.25 m pixels
@@ -72,19 +69,10 @@ def test_folding_a_models_classes_into_the_users_mask():
 @pytest.fixture(scope="module")
 def instance_checkpoint(tmp_path_factory):
     """A tiny untrained U-Net with an instance model's four classes (its masks are arbitrary, but fixed)."""
-    torch.manual_seed(1)
-    kwargs = dict(in_channels=3, num_classes=4, base_channels=4, depth=2)
-    model = create_model("unet", **kwargs)
-    head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-    with torch.no_grad():
-        head.weight *= 40.0
-    card = ModelCard(arch="unet", arch_kwargs=kwargs, classes=INSTANCE_CLASSES, bands=[1, 2, 3],
-                     mean=[128.0] * 3, std=[64.0] * 3, tile_size=64, context_margin=8, boundary_m=0.5,
-                     contact_m=0.5, separation={"seed_confidence": 0.6, "min_seed_m2": 0.5, "grow_m": 1.0,
-                                                "min_building_area_m2": 1.0})
-    path = tmp_path_factory.mktemp("instance") / "instance.pt"
-    save_checkpoint(path, model, card)
-    return path
+    return write_tiny_checkpoint(
+        tmp_path_factory.mktemp("instance") / "instance.pt", tuple(INSTANCE_CLASSES), seed=1, boundary_m=0.5,
+        contact_m=0.5, separation={"seed_confidence": 0.6, "min_seed_m2": 0.5, "grow_m": 1.0, "min_building_area_m2": 1.0},
+    )
 
 
 def test_instance_model_layers_do_not_depend_on_block_or_chunk_size(tmp_path, instance_checkpoint):

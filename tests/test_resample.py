@@ -6,14 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-import torch
 from affine import Affine
 
-from models import create_model
-from models.checkpoint import ModelCard, save_checkpoint
 from pipeline.config import SegmentConfig
 from pipeline.stages import prepare, segment_scene
-from tests.conftest import read_mask, smooth_image, write_geotiff
+from tests.conftest import read_mask, smooth_image, write_geotiff, write_tiny_checkpoint
 
 MODEL_GSD_M = 0.5
 
@@ -21,17 +18,7 @@ MODEL_GSD_M = 0.5
 @pytest.fixture(scope="module")
 def gsd_checkpoint(tmp_path_factory):
     """A tiny untrained U-Net whose card says it was trained on 0.5 m pixels."""
-    torch.manual_seed(0)
-    kwargs = dict(in_channels=3, num_classes=3, base_channels=4, depth=2)
-    model = create_model("unet", **kwargs)
-    head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-    with torch.no_grad():
-        head.weight *= 40.0
-    card = ModelCard(arch="unet", arch_kwargs=kwargs, classes=["background", "building", "road"], bands=[1, 2, 3],
-                     mean=[128.0] * 3, std=[64.0] * 3, tile_size=64, context_margin=8, gsd_m=MODEL_GSD_M)
-    path = tmp_path_factory.mktemp("gsd") / "gsd.pt"
-    save_checkpoint(path, model, card)
-    return path
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("gsd") / "gsd.pt", gsd_m=MODEL_GSD_M)
 
 
 def _scene(tmp_path, pixel_m: float, rows: int, cols: int):
