@@ -31,6 +31,7 @@ from models.checkpoint import find_checkpoint, load_checkpoint
 from pipeline.config import SegmentConfig
 from pipeline.errors import OutputError
 from pipeline.grid import BlockPlan
+from pipeline.outputs import catalog_scene
 from pipeline.raster.blend import NODATA_CLASS, UnitAssembler, UnitResult
 from pipeline.raster.blocks import BlockJob
 from pipeline.raster.execute import dask_client, local_gpu_count, run_blocks
@@ -383,4 +384,6 @@ def segment_scene(
             layers = vectorize(job, store, stream)
     with timer("publish-vectors"):
         counts = publish_vectors(job, layers)
+    with timer("catalog"):
+        catalog_scene(job, counts)
     return finish(job, store, stream, masks, counts, timer.seconds)
