@@ -28,9 +28,12 @@ __all__ = [
 ]
 
 class _Scene(Protocol):
-    path: Path
-    scene_id: str
-    grid: GeoGrid
+    @property
+    def path(self) -> Path: ...
+    @property
+    def scene_id(self) -> str: ...
+    @property
+    def grid(self) -> GeoGrid: ...
 
 
 class PublishedScene(Protocol):
