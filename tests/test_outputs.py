@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,13 @@ import rasterio
 from pystac.extensions.classification import ClassificationExtension
 from pystac.extensions.projection import ProjectionExtension
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry import box, shape
 
 from pipeline.config import SegmentConfig
 from pipeline.outputs import update_catalog, validate_offline
-from pipeline.outputs.preview import MAX_SIDE, OUTLINE_COLORS, preview_shape
 from pipeline.grid import Shape2d
+from pipeline.outputs.preview import MAX_SIDE, OUTLINE_COLORS, preview_shape
 from pipeline.stages import segment_scene
 from pipeline.synthetic import write_synthetic_scene
 
@@ -33,8 +35,10 @@ def published(tmp_path_factory):
 
 
 def _read_png(path: Path) -> np.ndarray:
-    with rasterio.open(path) as src:
-        return np.moveaxis(src.read(), 0, -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a picture, not a map
+        with rasterio.open(path) as src:
+            return np.moveaxis(src.read(), 0, -1)
 
 
 def test_preview_shape_keeps_the_aspect_and_never_enlarges():
