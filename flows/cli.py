@@ -228,6 +228,45 @@ def train(
 
 
 @app.command()
+def nightly(
+    inbox: Annotated[str, typer.Option(help="Directory of GeoTIFFs, or a STAC ItemCollection/catalog JSON.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (mask COGs, sceneseg.gpkg, STAC catalog).")],
+    model: ModelOpt = DEFAULT_MODEL,
+    dask_address: Annotated[Optional[str], typer.Option(help="tcp://host:8786 of a Dask scheduler.")] = None,
+    max_concurrent_scenes: Annotated[int, typer.Option(help="Scenes segmented at once.")] = 2,
+    pattern: Annotated[str, typer.Option(help="File name pattern of scenes in an inbox directory.")] = "*.tif",
+    output_crs: Annotated[Optional[str], typer.Option(help="CRS of the vector layers [default: the scene's].")] = None,
+    retry_delay: Annotated[float, typer.Option(help="Seconds before a scene is retried after an I/O error.")] = 30.0,
+) -> None:
+    """Run the nightly flow once: segment the inbox's new scenes, skip published ones, record failures.
+
+    Runs without a Prefect server (a temporary one is started), or against PREFECT_API_URL when set.
+    Exits non-zero when a scene failed; for schedules use `serve` or the deployments.
+    """
+    from flows.nightly import nightly as nightly_flow
+
+    try:
+        rows = nightly_flow(
+            inbox=inbox, out_dir=out, model=model, dask_address=dask_address,
+            max_concurrent_scenes=max_concurrent_scenes, pattern=pattern, output_crs=output_crs,
+            retry_delay_seconds=retry_delay,
+        )
+    except SceneSegError as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"sceneseg nightly: {inbox}")
+    for col in ("scene", "status", "buildings", "roads", "seconds", "error"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in ("scene", "status", "buildings", "roads",
+                                                                         "seconds", "error")))
+    console.print(table)
+    failed = [row["scene"] for row in rows if row["status"] == "failed"]
+    if failed:
+        err.print(f"[bold red]{len(failed)} of {len(rows)} scene(s) failed:[/] {', '.join(failed)}", highlight=False)
+        raise typer.Exit(2)
+
+
+@app.command()
 def serve(
     inbox: Annotated[str, typer.Option(help="Directory of GeoTIFFs, or a STAC ItemCollection/catalog JSON.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (mask COGs, sceneseg.gpkg).")],

@@ -10,6 +10,10 @@
 * Publishing to the GeoPackage happens in the subflow's own thread, one scene after another as they
   finish: SQLite has one writer.
 * A scene interrupted by a crash resumes from its block journal on the next run (``pipeline.raster.journal``).
+* Each published scene gets a quick-look and a STAC item (``pipeline.outputs``); at the end of the run
+  ``catalog.json`` in ``out_dir`` links the items of every scene published there.
+* ``sceneseg nightly`` runs one pass from the command line (a temporary Prefect server, or the one at
+  ``PREFECT_API_URL``); ``sceneseg serve`` and the deployments run it on a schedule.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from models.checkpoint import find_checkpoint, load_checkpoint
 from pipeline.config import DEFAULT_MODEL, SegmentConfig
 from pipeline.errors import CheckpointError, ConfigError, SceneValidationError
 from pipeline.inbox import InboxScene, discover_scenes
+from pipeline.outputs import update_output_catalog
 from pipeline.raster.scene import file_checksum
 from pipeline.stages import GPKG_NAME
 from pipeline.vectors.gpkg import SceneRecord, publish_scene, published_checksums
@@ -63,6 +68,12 @@ def segment_for_publishing(
     return segment_until_publish(
         scene.path, out_dir, config, run_id=run_id, scene_id=scene.scene_id, gpu_limit=gpu_limit
     )
+
+
+@task(name="catalog-outputs", cache_policy=NO_CACHE)
+def catalog_outputs(out_dir: str, gpkg: Path) -> Path:
+    """``catalog.json`` of the scenes published successfully to ``out_dir``."""
+    return update_output_catalog(out_dir, sorted(published_checksums(gpkg)))
 
 
 def _failed_record(scene: InboxScene, checksum: str, model: str, run_id: str, error: BaseException) -> SceneRecord:
@@ -148,6 +159,8 @@ def nightly(
     # Failures last, so the GeoPackage's layers take the CRS of a real scene when there is one.
     for record in failures:
         publish_scene(gpkg, None, record, crs=output_crs)
+    if gpkg.exists():
+        catalog_outputs(out_dir, gpkg)
     update_progress_artifact(progress, 100.0)
     create_table_artifact(rows, key=artifact_key("nightly-summary"), description=f"nightly run {run_id} of {inbox}")
     return rows

@@ -7,6 +7,7 @@ halves the nightly flow runs apart: scenes are segmented concurrently and publis
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from contextlib import nullcontext
@@ -15,17 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
-from pipeline import stages
+from pipeline import outputs, stages
 from pipeline.config import SegmentConfig
 from pipeline.raster.write import WorkingStore
 from pipeline.vectors.layers import VectorLayers
 from pipeline.vectors.stream import ChunkStream
 
-__all__ = ["segment_scene", "segment_until_publish", "publish_segmented", "Segmented", "artifact_key"]
+__all__ = [
+    "segment_scene", "segment_until_publish", "publish_segmented", "Segmented", "artifact_key", "preview_artifact",
+]
 
 
 def _stage(fn, name: str, retries: int = 0):
@@ -41,6 +49,7 @@ infer_blocks = _stage(stages.infer_blocks, "infer", retries=1)
 publish_masks = _stage(stages.publish_masks, "publish-masks")
 vectorize = _stage(stages.vectorize, "vectorize")
 publish_vectors = _stage(stages.publish_vectors, "publish-vectors", retries=2)
+catalog = _stage(outputs.catalog_scene, "catalog")
 finish = _stage(stages.finish, "finish")
 
 
@@ -63,6 +72,21 @@ class _ProgressArtifact:
         if done == total or now - self._last >= self.interval:
             update_progress_artifact(self.id, 100.0 * done / max(total, 1))
             self._last = now
+
+
+def preview_artifact(scene_id: str, entry: outputs.CatalogEntry, counts: dict[str, int]) -> None:
+    """The scene's quick-look in the run's artifacts: a markdown artifact with the PNG embedded as a data URI
+    (the UI shows it inline; no file server needed)."""
+    png = base64.b64encode(entry.preview.png).decode("ascii")
+    rows, cols = entry.preview.shape.rows, entry.preview.shape.cols
+    markdown = (
+        f"### {scene_id}\n\n"
+        f"![quick-look of {scene_id}: buildings outlined in red, roads in yellow](data:image/png;base64,{png})\n\n"
+        f"{counts.get('buildings', 0)} buildings, {counts.get('roads', 0)} roads; {cols} x {rows} px quick-look, "
+        f"saved as `{entry.preview_path}`; STAC item `{entry.item_path}`.\n"
+    )
+    create_markdown_artifact(markdown=markdown, key=artifact_key("preview", scene_id),
+                             description=f"Quick-look of {scene_id}")
 
 
 @dataclass
@@ -102,9 +126,13 @@ def segment_until_publish(
 
 
 def publish_segmented(done: Segmented, checksum: str | None = None) -> stages.SegmentResult:
-    """publish-vectors and finish as tasks (one writer of the GeoPackage at a time)."""
+    """publish-vectors, catalog (quick-look and STAC item) and finish as tasks (one writer of the GeoPackage
+    at a time); the quick-look also becomes a markdown artifact of the run."""
     with done.timer("publish-vectors"):
         counts = publish_vectors(done.job, done.layers, checksum)
+    with done.timer("catalog"):
+        entry = catalog(done.job, counts)
+    preview_artifact(done.job.scene.scene_id, entry, counts)
     return finish(done.job, done.store, done.stream, done.masks, counts, done.timer.seconds)
 
 

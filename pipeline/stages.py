@@ -32,6 +32,7 @@ from models.device import choose_precision, resolve_device
 from pipeline.config import SegmentConfig
 from pipeline.errors import OutputError
 from pipeline.grid import BlockPlan, GeoGrid
+from pipeline.outputs import catalog_scene
 from pipeline.raster.blend import NODATA_CLASS, UnitAssembler, UnitResult
 from pipeline.raster.blocks import BlockJob
 from pipeline.raster.execute import dask_client, local_gpu_count, run_blocks
@@ -420,4 +421,6 @@ def segment_scene(
             layers = vectorize(job, store, stream)
     with timer("publish-vectors"):
         counts = publish_vectors(job, layers)
+    with timer("catalog"):
+        catalog_scene(job, counts)
     return finish(job, store, stream, masks, counts, timer.seconds)

@@ -29,8 +29,9 @@ from shapely.geometry.base import BaseGeometry
 
 from pipeline.errors import OutputError, SceneSegError
 from pipeline.vectors.layers import FEATURE_LAYERS, SCENE_COLUMNS, SCENES_LAYER, VectorLayers
+from pipeline.vectors.styles import write_default_styles
 
-__all__ = ["SceneRecord", "publish_scene", "read_scenes", "published_checksums", "SCENES_LAYER"]
+__all__ = ["GPKG_VERSION", "SceneRecord", "publish_scene", "read_scenes", "published_checksums", "SCENES_LAYER"]
 
 _GEOMETRY_TYPES = {**{s.name: s.geometry_type for s in FEATURE_LAYERS}, SCENES_LAYER: "Polygon"}
 _FEATURE_COLUMNS = {s.name: s.columns for s in FEATURE_LAYERS}
@@ -39,6 +40,9 @@ _RECORD_COLUMNS = [
     "scene_id", "path", "checksum", "crs", "processed_at", "model", "run_id", "status", "error",
     "n_buildings", "n_roads", "n_road_centerlines", "counts",
 ]  # fmt: skip
+#: GeoPackage version of new files: GDAL 3.6 (Debian 12, QGIS 3.22-3.28) warns on every open of the 1.4
+#: that newer GDALs write by default, and opens 1.3 cleanly. Existing files keep their version.
+GPKG_VERSION = "1.3"
 # pyarrow is optional: pyogrio's Arrow path is faster but the classic one writes the same file.
 _USE_ARROW = importlib.util.find_spec("pyarrow") is not None
 
@@ -141,6 +145,7 @@ def _write(frame: gpd.GeoDataFrame, path: Path, layer: str, exists: bool) -> Non
         geometry_type=_GEOMETRY_TYPES[layer],
         promote_to_multi=False,
         use_arrow=_USE_ARROW,
+        dataset_options=None if path.exists() else {"VERSION": GPKG_VERSION},
     )
 
 
@@ -212,6 +217,7 @@ def publish_scene(
             _write(_feature_frame(name, frame, scene_record, targets[name]), tmp, name, name in existing)
         scenes = _scene_frame(scene_record, counts, targets[SCENES_LAYER])
         _write(scenes, tmp, SCENES_LAYER, SCENES_LAYER in existing)
+        write_default_styles(tmp, _GEOMETRY_TYPES)  # QGIS default styles, for layers that have none yet
         for name in _GEOMETRY_TYPES:
             pyogrio.read_info(tmp, layer=name)  # the copy must open before it replaces the original
         with open(tmp, "rb+") as fh:

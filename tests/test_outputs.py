@@ -1,0 +1,121 @@
+"""Quick-looks and STAC records of published scenes, on real synthetic scenes segmented end to end."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+from pystac.extensions.classification import ClassificationExtension
+from pystac.extensions.projection import ProjectionExtension
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
+from shapely.geometry import box, shape
+
+from pipeline.config import SegmentConfig
+from pipeline.outputs import update_catalog, validate_offline
+from pipeline.grid import Shape2d
+from pipeline.outputs.preview import MAX_SIDE, OUTLINE_COLORS, preview_shape
+from pipeline.stages import segment_scene
+from pipeline.synthetic import write_synthetic_scene
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A 1300 x 2100 synthetic scene segmented by the demo model: its mask COG has overviews."""
+    root = tmp_path_factory.mktemp("outputs")
+    scene = write_synthetic_scene(root / "synth.tif", 1300, 2100, seed=4242)
+    out = root / "out"
+    segment_scene(scene.path, out, SegmentConfig(model="synthetic-demo", block_size=1024))
+    return scene, out
+
+
+def _read_png(path: Path) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a picture, not a map
+        with rasterio.open(path) as src:
+            return np.moveaxis(src.read(), 0, -1)
+
+
+def test_preview_shape_keeps_the_aspect_and_never_enlarges():
+    assert preview_shape(Shape2d(1300, 2100)) == Shape2d(634, 1024)
+    assert preview_shape(Shape2d(40000, 10000)) == Shape2d(1024, 256)
+    assert preview_shape(Shape2d(300, 200)) == Shape2d(300, 200)
+
+
+def test_preview_is_small_and_its_building_outlines_lie_on_building_pixels(published):
+    scene, out = published
+    png = out / "synth_preview.png"
+    rgb = _read_png(png)
+    assert max(rgb.shape[:2]) <= MAX_SIDE and rgb.shape[2] == 3
+    assert rgb.shape[:2] == (634, 1024)
+    with rasterio.open(out / "synth_mask.tif") as src:
+        assert src.overviews(1), "the mask COG has overviews to read the preview from"
+        mask = src.read(1, out_shape=rgb.shape[:2], resampling=Resampling.nearest)
+    building = np.all(rgb == OUTLINE_COLORS["building"], axis=-1)
+    road = np.all(rgb == OUTLINE_COLORS["road"], axis=-1)
+    assert building.sum() > 500 and road.sum() > 500
+    assert np.all(mask[building] == 1)
+    assert np.all(mask[road] == 2)
+    # Outlines, not fills: the inside of the buildings shows the scene.
+    assert building.sum() < 0.8 * (mask == 1).sum()
+
+
+def test_stac_item_round_trips_with_projection_and_classification(published):
+    scene, out = published
+    item = pystac.Item.from_file(str(out / "synth_item.json"))
+    assert item.id == "synth"
+    with rasterio.open(scene.path) as src:
+        crs, transform, bounds, rows, cols = src.crs, src.transform, src.bounds, src.height, src.width
+    # geometry and bbox in EPSG:4326, around the scene's centre
+    footprint = shape(item.geometry)
+    assert footprint.is_valid and item.bbox == pytest.approx(list(footprint.bounds))
+    assert 80 < item.bbox[0] < 95 and 20 < item.bbox[1] < 35  # UTM 45N
+    proj = ProjectionExtension.ext(item)
+    assert proj.code == crs.to_string() == "EPSG:32645"
+    assert proj.shape == [rows, cols]
+    assert proj.transform == pytest.approx(list(transform)[:6])
+    assert proj.bbox == pytest.approx(list(bounds))
+    assert set(item.assets) == {"mask", "gpkg", "preview", "run"}
+    for key, name in {"mask": "synth_mask.tif", "gpkg": "sceneseg.gpkg", "preview": "synth_preview.png",
+                      "run": "synth_run.json"}.items():
+        href = item.assets[key].get_absolute_href()
+        assert Path(href) == (out / name).resolve() and Path(href).exists()
+    assert item.assets["gpkg"].media_type == "application/geopackage+sqlite3"
+    mask = item.assets["mask"]
+    assert mask.media_type == pystac.MediaType.COG and mask.extra_fields["nodata"] == 255
+    classes = {c.value: (c.name, c.nodata) for c in ClassificationExtension.ext(mask).classes}
+    assert classes == {0: ("background", None), 1: ("building", None), 2: ("road", None), 255: ("nodata", True)}
+    assert item.properties["sceneseg:counts"]["buildings"] > 0
+    run = json.loads((out / "synth_run.json").read_text())
+    assert item.properties["sceneseg:run_id"] == run["run_id"]
+    # the reprojected footprint covers the scene
+    assert footprint.area == pytest.approx(box(*item.bbox).area, rel=0.05)
+    assert validate_offline(item)
+
+
+def test_catalog_of_the_items_round_trips_and_validates_offline(published, monkeypatch):
+    _, out = published
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("validation tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    path = update_catalog(out, [out / "synth_item.json", out / "missing_item.json"])
+    catalog = pystac.Catalog.from_file(str(path))
+    items = list(catalog.get_items(recursive=True))
+    assert [i.id for i in items] == ["synth"]
+    assert Path(items[0].get_self_href()) == (out / "synth_item.json").resolve()
+    assert ProjectionExtension.ext(items[0]).code == "EPSG:32645"
+    for root, _, walked in catalog.walk():
+        assert root.id == "sceneseg" and [i.id for i in walked] == ["synth"]
+    schemas = validate_offline(catalog)
+    assert any("catalog.json" in s for s in schemas) and any("item.json" in s for s in schemas)
+    # the item, rewritten with its catalog links, still reads back on its own
+    again = pystac.Item.from_file(str(out / "synth_item.json"))
+    assert again.get_root_link() is not None and Path(again.assets["mask"].get_absolute_href()).exists()
