@@ -27,10 +27,12 @@ rollback journal is used, not WAL, which is unsafe on network filesystems.
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import itertools
 import json
 import os
+import shutil
 import sqlite3
 import struct
 from dataclasses import dataclass, field
@@ -47,7 +49,7 @@ from pipeline.errors import OutputError, SceneSegError
 from pipeline.vectors.layers import FEATURE_LAYERS, SCENE_COLUMNS, SCENES_LAYER, VectorLayers
 
 __all__ = [
-    "SceneRecord", "publish_scene", "read_scenes", "published_checksums", "layer_crs", "SCENES_LAYER",
+    "SceneRecord", "publish_scene", "read_scenes", "published_checksums", "published_path", "layer_crs", "SCENES_LAYER",
     "BUSY_TIMEOUT_S",
 ]  # fmt: skip
 
@@ -133,12 +135,33 @@ def _create_gpkg(path: Path, targets: dict[str, CRS]) -> None:
     try:
         for name in _GEOMETRY_TYPES:
             _write(_typed_empty(name, targets[name]), tmp, name)
+        _check_complete(tmp, path)
         try:
             os.link(tmp, path)
         except FileExistsError:
             pass  # another writer created it: publish into theirs
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _check_complete(written: Path, meant: Path) -> None:
+    """GDAL reports some failed writes (a full disk at close) only as warnings: check the file is whole, and sync it."""
+    try:
+        con = sqlite3.connect(f"file:{written}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        tables = set()
+    if not set(_GEOMETRY_TYPES) <= tables:
+        free = shutil.disk_usage(written.parent).free
+        raise OutputError(
+            f"{meant}: GDAL could not write the GeoPackage completely ({free / 2**20:.1f} MiB free on its disk); "
+            "free space (or fix permissions) and run the same command again"
+        )
+    with open(written, "rb+") as fh:
+        os.fsync(fh.fileno())
 
 
 def _feature_frame(name: str, frame: gpd.GeoDataFrame, record: SceneRecord, target: CRS) -> gpd.GeoDataFrame:
@@ -390,6 +413,7 @@ def publish_scene(
                 frame = _typed_empty(name, existing[name])
             _write(_feature_frame(name, frame, scene_record, existing[name]), stage, name)
         _write(_scene_frame(scene_record, counts, existing[SCENES_LAYER]), stage, SCENES_LAYER)
+        _check_complete(stage, path)
         _commit_staged(path, stage, scene_record.scene_id, timeout)
     except SceneSegError:
         raise
@@ -406,7 +430,7 @@ def publish_scene(
             "the GeoPackage is unchanged: check free space and permissions"
         ) from exc
     finally:
-        for leftover in stage.parent.glob(stage.name + "*"):
+        for leftover in stage.parent.glob(glob.escape(stage.name) + "*"):
             leftover.unlink(missing_ok=True)
     return counts
 
@@ -425,3 +449,20 @@ def published_checksums(gpkg_path: str | os.PathLike[str]) -> dict[str, tuple[st
     ok = scenes[scenes["status"] == "ok"]
     rows = zip(ok["scene_id"], ok["checksum"], ok["model"], strict=True)
     return {str(s): (str(c), str(m)) for s, c, m in rows}
+
+
+def published_path(gpkg_path: str | os.PathLike[str], scene_id: str) -> str | None:
+    """The source path recorded for ``scene_id`` in the scenes layer (None: no such row, or no GeoPackage)."""
+    path = Path(gpkg_path)
+    if not path.exists():
+        return None
+    _recover(path)
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        try:
+            row = con.execute(f"SELECT path FROM {_quote(SCENES_LAYER)} WHERE scene_id = ? LIMIT 1", (scene_id,)).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise OutputError(f"{path}: cannot be read as a GeoPackage ({exc}). Move it away or choose another --out.") from exc
+    return None if row is None else str(row[0])
