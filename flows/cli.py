@@ -7,12 +7,15 @@ and what to do; ``segment`` goes on with the other scenes when one fails.
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from pipeline.config import DEFAULT_MODEL, DEFAULTS, SegmentConfig
-from pipeline.errors import SceneSegError
+from pipeline.errors import CheckpointError, ConfigError, SceneSegError, scene_failure_message
 
 # Commands import the engine and the flows when they run, not at the top: torch, Dask and Prefect take
 # seconds to import, and `sceneseg --help` or a mistyped option should answer at once.
@@ -37,9 +40,31 @@ console = Console()
 DEMO_SEED = 4242
 
 
-def _fail(exc: BaseException, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+#: The CLI option of each setting whose name differs from the option's.
+_OPTIONS = {"tile_size": "--tile"}
+
+
+def _option(field: str) -> str:
+    return _OPTIONS.get(field, "--" + field.replace("_", "-"))
+
+
+def _error(message: str) -> None:
+    """Print one error line; the message is printed literally (a path may hold ``[`` and ``]``)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+
+
+def _fail(exc: BaseException, code: int = 2, debug: bool = False) -> typer.Exit:
+    if debug:
+        err.print(escape("".join(traceback.format_exception(exc))), highlight=False)
+    _error(str(exc))
     return typer.Exit(code)
+
+
+def _quiet_libraries(debug: bool) -> None:
+    """Without --debug, a failing Dask task is one message of ours, not a worker's logged traceback."""
+    if not debug:
+        for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.client"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _progress_bar() -> Progress:
@@ -50,10 +75,18 @@ def _progress_bar() -> Progress:
 
 
 def _config(**options) -> SegmentConfig:
+    from pydantic import ValidationError
+
     try:
         return SegmentConfig(**{k: v for k, v in options.items() if v is not None})
-    except Exception as exc:  # pydantic's ValidationError names the option and the value
-        raise _fail(exc) from exc
+    except ValidationError as exc:  # name the CLI option, not the settings field
+        lines = []
+        for e in exc.errors():
+            field = str(e["loc"][0]) if e["loc"] else ""
+            message = str(e["msg"]).removeprefix("Value error, ")
+            lines.append(f"{_option(field)} {e.get('input')!r}: {message}" if field else message)
+        _error("; ".join(lines))
+        raise typer.Exit(2) from exc
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Checkpoint path or packaged model name.")]
@@ -95,29 +128,47 @@ def segment(
     min_seed_m2: Annotated[
         Optional[float], typer.Option(help="Instance models: smallest building seed in m^2 [default: the card's].")
     ] = None,
+    rescale: Annotated[
+        bool, typer.Option(help="Map scene values that do not fit the model's trained range linearly onto it.")
+    ] = False,
+    debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
 ) -> None:
     """Segment scenes into a mask COG each and building/road layers in OUT/sceneseg.gpkg."""
-    from pipeline.stages import segment_scene
+    from pipeline.stages import check_options, record_failure, segment_scene
 
     config = _config(
         model=model, tile_size=tile, overlap=overlap, block_size=block_size, device=device, batch_size=batch_size,
         precision=precision, max_in_flight=max_in_flight, torch_threads=torch_threads,
-        dask_address=dask_address, output_crs=output_crs, write_confidence=write_confidence, compile=compile, tta=tta, overwrite=overwrite,
-        min_building_area_m2=min_building_area_m2, seed_confidence=seed_confidence, min_seed_m2=min_seed_m2,
+        dask_address=dask_address, output_crs=output_crs, write_confidence=write_confidence, compile=compile, tta=tta,
+        overwrite=overwrite, rescale=rescale, min_building_area_m2=min_building_area_m2, seed_confidence=seed_confidence,
+        min_seed_m2=min_seed_m2,
     )
+    _quiet_libraries(debug)
+    try:  # what is wrong for every scene (model, device, output CRS, --out) stops the command before any output
+        check_options(config, out)
+    except SceneSegError as exc:
+        raise _fail(exc, debug=debug) from exc
     results, failures = [], []
     with _progress_bar() as bar:
         for scene in scenes:
-            task = bar.add_task(scene.name, total=None)
+            task = bar.add_task(escape(scene.name), total=None)
             try:
                 result = segment_scene(
                     scene, out, config, progress=lambda d, t, task=task: bar.update(task, completed=d, total=t)
                 )
                 results.append(result.summary())
-            except SceneSegError as exc:
-                failures.append((scene, exc))
-                bar.update(task, description=f"[red]{scene.name} failed")
-                err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            except (ConfigError, CheckpointError) as exc:  # an option that fails here fails every scene
+                raise _fail(exc, debug=debug) from exc
+            except Exception as exc:  # one bad scene never stops the others: say why, record it, go on
+                message = scene_failure_message(scene, exc)
+                failures.append((scene, message))
+                bar.update(task, description=f"[red]{escape(scene.name)} failed")
+                if debug:
+                    err.print(escape("".join(traceback.format_exception(exc))), highlight=False)
+                _error(message)
+                note = record_failure(scene, out, config, message)
+                if note:
+                    _error(note)
     if results:
         _print_results(results)
     if failures:
@@ -131,8 +182,9 @@ def _print_results(results: list[dict]) -> None:
         table.add_column(col)
     for r in results:
         c = r["counts"]
-        table.add_row(r["scene_id"], str(c.get("buildings", 0)), str(c.get("roads", 0)),
-                      str(c.get("road_centerlines", 0)), str(r["blocks"]), f"{r['seconds']['total']:.1f}", r["mask"])
+        table.add_row(escape(r["scene_id"]), str(c.get("buildings", 0)), str(c.get("roads", 0)),
+                      str(c.get("road_centerlines", 0)), str(r["blocks"]), f"{r['seconds']['total']:.1f}",
+                      escape(str(r["mask"])))
     console.print(table)
 
 
@@ -176,6 +228,7 @@ def evaluate(
     scene_id: Annotated[Optional[str], typer.Option(help="Only this scene's features of PRED.")] = None,
     iou: Annotated[float, typer.Option(help="IoU threshold for a building match.")] = 0.5,
     buffer_m: Annotated[float, typer.Option(help="Centerline buffer in metres.")] = 2.0,
+    debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
 ) -> None:
     """Building precision/recall/F1 at IoU, road centerline completeness/correctness, and mask pixel IoU."""
     from pipeline.evaluate import evaluate_paths
@@ -183,7 +236,10 @@ def evaluate(
     try:
         scores = evaluate_paths(pred, truth, scene_id=scene_id, iou_threshold=iou, centerline_buffer_m=buffer_m)
     except SceneSegError as exc:
-        raise _fail(exc) from exc
+        raise _fail(exc, debug=debug) from exc
+    except Exception as exc:  # a library's failure on a broken file: still one message
+        message = f"{pred} against {truth}: unexpected {type(exc).__name__}: {exc}. Run with --debug for the traceback."
+        raise _fail(RuntimeError(message), debug=debug) from exc
     json.dump(scores, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

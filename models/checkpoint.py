@@ -83,6 +83,12 @@ class ModelCard(BaseModel):
     context_margin: int = Field(
         ge=0, description="Pixels of context the model needs on each side; overlap = 2 * margin is advised."
     )
+    input_dtype: str | None = Field(
+        default=None, description="Pixel data type of the training scenes, e.g. 'uint8' (None: not recorded)."
+    )
+    input_range: list[float] | None = Field(
+        default=None, description="[low, high] of the raw pixel values trained on, e.g. [0, 255] (None: not recorded)."
+    )
     training: dict[str, Any] = Field(
         default_factory=dict, description="Free-form record of training: data, epochs, seed, metrics, loss."
     )
@@ -298,7 +304,7 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
                 f"weights_only=True refused them); load it once in a trusted session and {_FIX}"
             ) from None
         raise CheckpointError(_corrupt_message(path)) from None
-    except (RuntimeError, EOFError, OSError, ValueError):
+    except Exception:  # any other failure of the unpickler (a text file raises IndexError) is not a checkpoint
         raise CheckpointError(_corrupt_message(path)) from None
 
 

@@ -59,6 +59,9 @@ class SegmentConfig(BaseModel):
         2048, ge=64, description="Side of the mask chunks polygonized at once (the layers do not depend on it)."
     )
     overwrite: bool = Field(False, description="Replace existing outputs of the same scene.")
+    rescale: bool = Field(
+        False, description="Map a scene whose values do not fit the model's input range linearly onto that range."
+    )
 
     @field_validator("dask_address")
     @classmethod

@@ -7,6 +7,9 @@ raises are defined in ``models.errors`` (the bottom layer); the scene errors are
 
 from __future__ import annotations
 
+import errno
+import os
+
 from models.errors import CheckpointError, ConfigError, OutputError, SceneSegError
 
 __all__ = [
@@ -16,6 +19,7 @@ __all__ = [
     "SceneValidationError",
     "CheckpointError",
     "OutputError",
+    "scene_failure_message",
 ]
 
 
@@ -25,3 +29,20 @@ class SceneReadError(SceneSegError, OSError):
 
 class SceneValidationError(SceneSegError, ValueError):
     """A scene opens but does not fit the model (bands, CRS, dtype, size)."""
+
+
+def scene_failure_message(scene: str | os.PathLike[str], exc: BaseException) -> str:
+    """One message for any failure of a scene, sceneseg's or a library's: the file, what went wrong, what to do."""
+    path = os.fspath(scene)
+    if isinstance(exc, SceneSegError):
+        message = str(exc)
+        return message if path in message else f"{path}: {message}"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (f"{path}: no space left on the device ({exc}). Free space on the disk of --out and run the same "
+                "command again: it resumes where it stopped.")
+    if isinstance(exc, MemoryError):
+        return f"{path}: out of memory. Lower --max-in-flight or --block-size and run again."
+    if isinstance(exc, OSError):
+        return f"{path}: {exc}. Check the file, and that --out is writable, then run again."
+    return (f"{path}: unexpected {type(exc).__name__}: {exc}. Run the same command with --debug for the "
+            "traceback, and report it.")

@@ -4,20 +4,26 @@ Predictions are a sceneseg GeoPackage (optionally one scene of it) and/or a mask
 GeoPackage or GeoJSON with layers ``buildings``, ``roads``, ``road_centerlines`` (any subset), or a
 single layer with a ``class`` column, or a mask GeoTIFF on the same grid. Geographic CRSs are scored in
 the local UTM zone, so every measure is in metres.
+
+Nothing is scored silently as zero: a layer the truth has and the prediction lacks, or a ``scene_id`` that
+selects no scene of the prediction, is an error that says so.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pyogrio
 import rasterio
 
 from pipeline.errors import SceneValidationError
 from pipeline.grid import GeoGrid
 from pipeline.metrics import evaluate_vectors, pixel_iou
 from pipeline.vectors.labels import rasterize_layers, read_layers
+from pipeline.vectors.layers import SCENES_LAYER
 
 __all__ = ["evaluate_outputs", "evaluate_paths"]
 
@@ -27,6 +33,42 @@ _MASK_CLASSES = {1: "building", 2: "road"}
 
 def _projected_layers(path: Path, scene_id: str | None = None) -> dict[str, gpd.GeoDataFrame]:
     return {name: _projected(frame) for name, frame in read_layers(path, scene_id).items()}
+
+
+def _check_selection(pred: Path, scene_id: str | None, layers: dict[str, gpd.GeoDataFrame]) -> None:
+    """A ``scene_id`` must name a scene of the prediction (its scenes layer, else its features)."""
+    if scene_id is None:
+        return
+    names = {str(n) for n, _ in pyogrio.list_layers(pred)}
+    if SCENES_LAYER in names:
+        scenes = pyogrio.read_dataframe(pred, layer=SCENES_LAYER, columns=["scene_id"], read_geometry=False)
+        known = sorted(str(s) for s in scenes["scene_id"])
+        if scene_id in known:
+            return
+    elif any(len(frame) for frame in layers.values()):
+        return
+    else:
+        known = []
+    shown = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none recorded"
+    raise SceneValidationError(
+        f"{pred}: --scene-id {scene_id} selects nothing (its scenes: {shown}). Give one of those scene ids."
+    )
+
+
+def _check_layers(pred: Path, truth: Path, pred_layers: dict, truth_layers: dict) -> None:
+    """A sceneseg GeoPackage (it has a scenes layer) must have every layer of the truth; any other prediction
+    must share at least one, and the layers it lacks are named in a warning, never scored as zero."""
+    missing = sorted(set(truth_layers) - set(pred_layers))
+    if not missing:
+        return
+    sceneseg = SCENES_LAYER in {str(n) for n, _ in pyogrio.list_layers(pred)}
+    if sceneseg or not set(truth_layers) & set(pred_layers):
+        raise SceneValidationError(
+            f"{pred}: has no layer {', '.join(missing)}, which {truth} has; those scores would be missing or zero. "
+            "Score a prediction that has the layer, or a truth without it."
+        )
+    warnings.warn(f"{pred}: has no layer {', '.join(missing)}; only {', '.join(sorted(pred_layers))} scored",
+                  stacklevel=3)
 
 
 def _projected(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -70,7 +112,10 @@ def evaluate_paths(
         raise SceneValidationError(f"{truth}: a mask truth needs a mask prediction; {pred} is a vector file.")
     if pred_is_raster:
         return _mask_against_vectors(pred, read_layers(truth))
-    return evaluate_vectors(_projected_layers(pred, scene_id), _projected_layers(truth), iou_threshold=iou_threshold,
+    pred_layers, truth_layers = _projected_layers(pred, scene_id), _projected_layers(truth)
+    _check_selection(pred, scene_id, pred_layers)
+    _check_layers(pred, truth, pred_layers, truth_layers)
+    return evaluate_vectors(pred_layers, truth_layers, iou_threshold=iou_threshold,
                             centerline_buffer_m=centerline_buffer_m)
 
 

@@ -8,15 +8,22 @@ the CLI calls :func:`segment_scene`, which calls the same functions in the same 
 ``infer_blocks`` writes the mask, every vector chunk whose window is final is polygonized in a background
 process (:func:`vector_stream`); ``vectorize`` then only waits for the last chunks and stitches.
 
-``prepare`` validates everything (scene, checkpoint, options, existing outputs) before any file is
-written, so bad input leaves nothing behind. Outputs appear only by rename once complete; the hidden
-working directory holds the partial state a killed run resumes from.
+``prepare`` validates everything (scene, checkpoint, options, output CRS, device, output directory, free
+space, existing outputs) before any file is written, so bad input leaves nothing behind. Outputs appear
+only by rename once complete; the hidden working directory holds the partial state a killed run resumes
+from. Every stage after inference can be repeated: while the working directory of the same scene, model
+and plan exists, the run is unfinished, so the same command finishes it (it does not refuse the mask it
+published itself). ``finish`` removes the working directory last.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
+import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,12 +32,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError, ProjError
 from shapely.geometry import box
 
 from models.checkpoint import find_checkpoint, load_checkpoint
 from models.device import choose_precision, resolve_device
 from pipeline.config import SegmentConfig
-from pipeline.errors import OutputError
+from pipeline.errors import ConfigError, OutputError
 from pipeline.grid import BlockPlan, GeoGrid
 from pipeline.outputs import catalog_scene
 from pipeline.raster.blend import NODATA_CLASS, UnitAssembler, UnitResult
@@ -39,10 +48,19 @@ from pipeline.raster.execute import dask_client, local_gpu_count, run_blocks
 from pipeline.raster.infer import InferenceSettings
 from pipeline.raster.journal import BlockJournal
 from pipeline.raster.read import model_grid, write_resampled_view
-from pipeline.raster.scene import SceneInfo, check_scene_fits, configure_gdal, file_checksum, open_scene
-from pipeline.raster.write import WorkingStore, atomic_path, publish_raster
+from pipeline.raster.scene import (
+    SceneInfo,
+    check_scene_fits,
+    check_scene_readable,
+    configure_gdal,
+    file_checksum,
+    input_normalization,
+    open_scene,
+    scene_id_for,
+)
+from pipeline.raster.write import WorkingStore, atomic_path, publish_raster, remove_orphans
 from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
-from pipeline.vectors.gpkg import SceneRecord, publish_scene
+from pipeline.vectors.gpkg import SceneRecord, layer_crs, publish_scene, published_path
 from pipeline.vectors.instances import fold_lut
 from pipeline.vectors.layers import VectorLayers
 from pipeline.vectors.polygons import GroundFrame
@@ -64,6 +82,12 @@ __all__ = [
     "scene_vectorizer",
     "StageTimer",
     "segment_scene",
+    "check_options",
+    "check_output_dir",
+    "check_output_crs",
+    "check_free_space",
+    "record_failure",
+    "output_scene_id",
 ]
 
 #: The GeoPackage every scene of an output directory is published to.
@@ -168,18 +192,27 @@ def prepare(
     scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, run_id: str | None = None,
     scene_id: str | None = None,
 ) -> SceneJob:
-    """Validate the scene, the model and the options, and plan the blocks. Writes nothing.
+    """Validate the scene, the model, the options and the output directory, and plan the blocks. Writes nothing.
 
-    ``scene_id`` names the outputs and the GeoPackage rows (default: the file name without extension).
+    Everything that can fail before inference is checked here: the scene (readable to its last pixel, bands,
+    value range), the model, the device, the output CRS (valid, and compatible with the GeoPackage), a
+    writable ``out_dir`` and free space for the working arrays.
+
+    ``scene_id`` names the outputs and the GeoPackage rows (default: :func:`output_scene_id`).
     """
     configure_gdal()
+    out = Path(out_dir)
+    check_output_dir(out)
     scene = open_scene(scene_path)
-    if scene_id is not None:
-        scene = dataclasses.replace(scene, scene_id=scene_id)
+    check_scene_readable(scene)
+    scene = dataclasses.replace(scene, scene_id=scene_id or output_scene_id(scene.path, out))
     checkpoint = find_checkpoint(config.model)
     loaded = load_checkpoint(checkpoint)
     card = loaded.card
     check_scene_fits(scene, list(card.bands), loaded.checkpoint_id)
+    mean, std = input_normalization(scene, card, loaded.checkpoint_id, rescale=config.rescale)
+    resolve_device(config.device)
+    check_output_crs(config.output_crs, scene, out / GPKG_NAME)
     tile_size = config.tile_size or card.tile_size
     overlap = config.overlap if config.overlap is not None else 2 * card.context_margin
     grid, source = scene.grid, scene.path.resolve()
@@ -194,22 +227,188 @@ def prepare(
     )
     block_job = BlockJob(
         scene_path=source, checkpoint=checkpoint.resolve(), bands=tuple(card.bands),
-        mean=tuple(card.mean), std=tuple(card.std), has_mask=scene.has_mask,
+        mean=mean, std=std, has_mask=scene.has_mask,
         num_classes=len(card.classes), plan=plan, inference=inference,
     )
     job = SceneJob(
         scene=scene, config=config, checkpoint=checkpoint, checkpoint_id=loaded.checkpoint_id,
-        classes=tuple(card.classes), block_job=block_job, out_dir=Path(out_dir),
+        classes=tuple(card.classes), block_job=block_job, out_dir=out,
         run_id=run_id or uuid.uuid4().hex[:12], created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         grid=grid, separation=card.separation,
     )
-    if not config.overwrite:
+    if not config.overwrite and not _unfinished_run(job):
         existing = [p for p in (job.mask_path, job.confidence_path) if p.exists()]
         if existing:
             raise OutputError(
                 f"{existing[0]}: already exists and won't be overwritten without the --overwrite option."
             )
+    check_free_space(out, _working_bytes(job))
     return job
+
+
+#: Free space asked for beyond the working arrays and outputs (a factor; the environment may raise it).
+FREE_SPACE_MARGIN = 1.25
+
+
+def _working_bytes(job: SceneJob) -> int:
+    """Bytes a run still has to write: the working arrays not yet on disk, seams, and the COGs (bounded by raw)."""
+    pixels = job.plan.scene.size
+    allocated = sum(p.stat().st_size for p in job.work_dir.glob("*.npy")) if _unfinished_run(job) else 0
+    rasters = 1 + int(job.config.write_confidence)
+    return max(2 * pixels - allocated, 0) + int(rasters * pixels * 4 / 3)
+
+
+def check_free_space(out_dir: Path, needed: int) -> None:
+    """Refuse a run the disk of ``out_dir`` cannot hold, with ``SCENESEG_FREE_SPACE_MARGIN`` (default 1.25) to spare.
+
+    Raises:
+        OutputError: naming the directory, what is free and what is needed.
+    """
+    margin = float(os.environ.get("SCENESEG_FREE_SPACE_MARGIN", FREE_SPACE_MARGIN))
+    free = shutil.disk_usage(_existing_ancestor(out_dir)).free
+    if free < needed * margin:
+        raise OutputError(
+            f"--out {out_dir}: {free / 2**20:,.0f} MiB free, but this scene needs about "
+            f"{needed * margin / 2**20:,.0f} MiB for its working arrays and outputs. Free space on that disk or "
+            "choose another --out."
+        )
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """``--out`` must be a directory, or creatable, and writable.
+
+    Raises:
+        OutputError: it names a file, or the directory (or the one it would be made in) is not writable.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir}: is a file, not a directory. Give a directory (it is created if missing).")
+    base = _existing_ancestor(out_dir)
+    if not base.is_dir():
+        raise OutputError(f"--out {out_dir}: {base} is a file, so the directory cannot be created. Give another path.")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"--out {out_dir}: {base} is not writable by this user. Choose a writable directory or fix its permissions."
+        )
+
+
+def _output_crs(output_crs: str | None, gpkg: Path) -> tuple[CRS | None, dict[str, CRS]]:
+    """The ``--output-crs`` asked for (valid and agreeing with the GeoPackage's layers) and those layers' CRSs."""
+    wanted = None
+    if output_crs is not None:
+        try:
+            wanted = CRS.from_user_input(output_crs)
+        except CRSError as exc:
+            raise ConfigError(
+                f"--output-crs {output_crs}: not a CRS ({exc}). Give an EPSG code such as EPSG:32645, or WKT/PROJ text."
+            ) from exc
+    existing = layer_crs(gpkg) if gpkg.is_file() else {}
+    if wanted is not None:
+        clash = sorted({c.to_string() for c in existing.values() if not c.equals(wanted)})
+        if clash:
+            raise ConfigError(
+                f"--output-crs {output_crs}: {gpkg} keeps its layers in {', '.join(clash)}. Leave --output-crs unset "
+                "(scenes are reprojected into the GeoPackage's CRS) or choose another --out."
+            )
+    return wanted, existing
+
+
+def check_output_crs(output_crs: str | None, scene: SceneInfo, gpkg: Path) -> None:
+    """The vector CRS must be valid, agree with the GeoPackage's layers, and take the scene's footprint.
+
+    Raises:
+        ConfigError: naming ``--output-crs`` (or the GeoPackage) and the fix.
+    """
+    wanted, existing = _output_crs(output_crs, gpkg)
+    target = wanted or next(iter(existing.values()), None)
+    if target is None:
+        return
+    try:
+        xs, ys = Transformer.from_crs(scene.crs, target, always_xy=True).transform(
+            [scene.bounds[0], scene.bounds[2]], [scene.bounds[1], scene.bounds[3]], errcheck=True
+        )
+        finite = all(math.isfinite(v) for v in (*xs, *ys))
+    except ProjError:
+        finite = False
+    if not finite:
+        option = "--output-crs" if wanted is not None else f"the CRS of {gpkg}"
+        raise ConfigError(
+            f"{scene.path}: its footprint cannot be reprojected from {scene.crs.to_string()} to {option} "
+            f"({target.to_string()}). Choose an output CRS that covers the scene."
+        )
+
+
+def check_options(config: SegmentConfig, out_dir: str | Path) -> None:
+    """What is the same for every scene of a run, checked once: the model, the device, the output CRS, ``--out``.
+
+    Raises:
+        CheckpointError, ConfigError, OutputError: naming the option and the fix.
+    """
+    out = Path(out_dir)
+    check_output_dir(out)
+    load_checkpoint(find_checkpoint(config.model))
+    resolve_device(config.device)
+    _output_crs(config.output_crs, out / GPKG_NAME)
+
+
+def record_failure(scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, message: str) -> str | None:
+    """Record a failed scene in the scenes layer (status failed, its message); return a note if that fails too."""
+    out, path = Path(out_dir), Path(scene_path)
+    try:
+        check_output_dir(out)
+        loaded = load_checkpoint(find_checkpoint(config.model))
+        record = SceneRecord(
+            scene_id=output_scene_id(path, out), path=str(path.absolute()), checksum="", crs="", footprint=None,
+            processed_at=datetime.now(UTC).isoformat(timespec="seconds"), model=loaded.checkpoint_id,
+            run_id=uuid.uuid4().hex[:12], status="failed", error=message,
+        )
+        publish_scene(out / GPKG_NAME, None, record, crs=config.output_crs)
+    except Exception as exc:  # the failure itself is the message that matters
+        return f"{path}: the failure could not be recorded in {out / GPKG_NAME} ({exc})"
+    return None
+
+
+def output_scene_id(scene_path: Path, out_dir: Path) -> str:
+    """The scene's id in ``out_dir``: the file name without extension, unless another file already has it.
+
+    Outputs and GeoPackage rows are named by the id, so two source files must never share one. When the
+    plain name is taken by another file (a row of the GeoPackage's scenes layer, an unfinished run's
+    working directory, or a run record naming another path), the id gets a short hash of the resolved path,
+    e.g. ``ortho-3f9a2c1d``: stable for that file, so rerunning it finds its own outputs.
+    """
+    plain = scene_id_for(scene_path)
+    source = str(scene_path.resolve())
+    if _owner(out_dir, plain) in (None, source):
+        return plain
+    return f"{plain}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
+
+
+def _owner(out_dir: Path, scene_id: str) -> str | None:
+    """The source path that already holds ``scene_id`` in ``out_dir``, if any."""
+    owner = published_path(out_dir / GPKG_NAME, scene_id)
+    if owner is not None:
+        return owner
+    for record, key in ((out_dir / ".sceneseg-work" / scene_id / BlockJournal.STATE, "scene"),
+                        (out_dir / f"{scene_id}_run.json", "scene")):
+        try:
+            return str(json.loads(record.read_text())[key])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _unfinished_run(job: SceneJob) -> bool:
+    """Whether the working directory holds an unfinished run of this scene, model and plan (so resume it)."""
+    try:
+        return json.loads((job.work_dir / BlockJournal.STATE).read_text()) == _fingerprint(job)
+    except (OSError, ValueError):
+        return False
 
 
 def _fingerprint(job: SceneJob) -> dict:
@@ -292,6 +491,7 @@ class MaskOutputs:
 def publish_masks(job: SceneJob, store: WorkingStore) -> MaskOutputs:
     """Write the mask (and the confidence raster, if asked) as COGs with the scene's exact grid."""
     job.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_orphans(job.out_dir)
     # No run id or time in the raster: the same scene and model give the same bytes (resume relies on it).
     classes, lut = fold_lut(job.classes)
     tags = {"sceneseg_model": job.checkpoint_id, "sceneseg_classes": ",".join(classes)}
@@ -372,14 +572,24 @@ def finish(
         vector_chunks_during_inference=stream.started_before_last_region,
     )
     dtype, why = choose_precision(resolve_device(job.config.device), job.config.precision)
-    record = {"config": job.config.model_dump(mode="json"), "checkpoint": str(job.checkpoint),
+    record = {"scene": str(job.scene.path.resolve()), "config": job.config.model_dump(mode="json"),
+              "checkpoint": str(job.checkpoint),
               "precision": {"autocast": str(dtype).removeprefix("torch.") if dtype else "fp32", "why": why},
               "model": job.checkpoint_id, "run_id": job.run_id, "created_at": job.created_at,
               "result": result.summary()}
     tmp = atomic_path(job.run_path)
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(job.run_path)
+    try:
+        tmp.write_text(json.dumps(record, indent=2))
+        tmp.replace(job.run_path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{job.run_path}: could not write the run record ({exc}). Check free space and "
+                          "permissions, then run the same command again (it resumes).") from exc
     store.remove()
+    try:
+        job.work_dir.parent.rmdir()  # the working root goes with its last scene
+    except OSError:
+        pass
     return result
 
 

@@ -1,11 +1,21 @@
-"""The command line on bad input: a clear message naming the file, a non-zero exit, and no outputs."""
+"""The command line on bad input: one clear message naming the file or option, a non-zero exit, no traceback,
+the failure recorded in the scenes layer, the other scenes published, and no outputs for the bad ones."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyogrio
 import pytest
+import rasterio
 from typer.testing import CliRunner
 
 from flows.cli import app
+from pipeline.vectors.gpkg import read_scenes
 from tests.conftest import smooth_image, write_geotiff
 
 runner = CliRunner()
@@ -30,14 +40,17 @@ def _bad_scene(kind: str, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["missing", "not-a-raster", "no-crs", "band-count"])
-def test_bad_scene_exits_nonzero_names_the_file_and_leaves_nothing(kind, tmp_path, tiny_checkpoint):
+def test_bad_scene_exits_nonzero_names_the_file_and_is_recorded_as_failed(kind, tmp_path, tiny_checkpoint):
     scene, expected = _bad_scene(kind, tmp_path)
     out = tmp_path / "out"
     result = runner.invoke(app, ["segment", str(scene), "--out", str(out), "--model", str(tiny_checkpoint)])
     assert result.exit_code != 0
     message = " ".join(result.output.split())
     assert scene.name in message and expected in message, message
-    assert _files(out) == []
+    assert "Traceback" not in result.output
+    assert _files(out) == [out / "sceneseg.gpkg"], "no outputs for the scene, only its failure recorded"
+    scenes = read_scenes(out / "sceneseg.gpkg")
+    assert list(scenes["status"]) == ["failed"] and expected in scenes["error"].iloc[0]
 
 
 def test_bad_option_is_named(tmp_path, tiny_checkpoint):
@@ -54,3 +67,175 @@ def test_unknown_model_lists_the_packaged_ones(tmp_path):
     assert result.exit_code != 0
     assert "no-such-model" in result.output and "packaged" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def _segment(*args: str) -> subprocess.CompletedProcess:
+    """The real command in a child process: its own stderr, its own exit code, nothing of pytest's."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "flows.cli", "segment", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_a_batch_with_a_truncated_scene_publishes_the_good_ones_and_names_the_bad_one(tmp_path, tiny_checkpoint):
+    good = write_geotiff(tmp_path / "good.tif", smooth_image(64, 64, seed=1))
+    odd_dir = tmp_path / "flight [2026]"
+    odd_dir.mkdir()
+    odd = write_geotiff(odd_dir / "strip[3].tif", smooth_image(64, 64, seed=2))
+    whole = write_geotiff(tmp_path / "cut.tif", smooth_image(256, 256, seed=3))
+    truncated = tmp_path / "cut-short.tif"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    out = tmp_path / "out"
+    result = _segment(str(truncated), str(odd), str(good), "--out", str(out), "--model", str(tiny_checkpoint))
+    assert result.returncode != 0
+    text = _one_line(result.stderr + result.stdout)
+    assert "Traceback" not in text, text
+    assert "cut-short.tif" in text and "truncated" in text, text
+    assert str(odd_dir) in text or "strip[3]" in text, "the bracketed path is printed literally"
+    scenes = read_scenes(out / "sceneseg.gpkg").set_index("scene_id")
+    assert scenes.loc["cut-short", "status"] == "failed"
+    assert scenes.loc["strip[3]", "status"] == "ok" and scenes.loc["good", "status"] == "ok"
+    assert (out / "strip[3]_mask.tif").exists() and (out / "good_mask.tif").exists()
+    assert not (out / "cut-short_mask.tif").exists()
+
+
+def test_a_text_file_as_model_is_a_message(tmp_path):
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(64, 64))
+    model = tmp_path / "model.pt"
+    model.write_text("not a model\n")
+    result = _segment(str(scene), "--out", str(tmp_path / "o"), "--model", str(model))
+    assert result.returncode != 0
+    text = _one_line(result.stderr)
+    assert "Traceback" not in text and "model.pt" in text and "not a torch checkpoint" in text, text
+    assert not (tmp_path / "o").exists()
+
+
+def test_option_errors_name_the_cli_option(tmp_path, tiny_checkpoint):
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(64, 64))
+    result = runner.invoke(app, ["segment", str(scene), "--out", str(tmp_path / "o"), "--model", str(tiny_checkpoint),
+                                 "--tile", "8"])
+    assert result.exit_code != 0
+    assert "--tile" in result.output and "tile_size" not in result.output, result.output
+
+
+def test_a_bad_output_crs_fails_before_any_output_exists(tmp_path, tiny_checkpoint):
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(64, 64))
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["segment", str(scene), "--out", str(out), "--model", str(tiny_checkpoint),
+                                 "--output-crs", "EPSG:999999"])
+    assert result.exit_code != 0
+    assert "--output-crs" in result.output and "EPSG:999999" in result.output
+    assert not out.exists()
+
+
+def test_out_naming_a_file_is_a_message(tmp_path, tiny_checkpoint):
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(64, 64))
+    out = tmp_path / "o.txt"
+    out.write_text("mine")
+    result = runner.invoke(app, ["segment", str(scene), "--out", str(out), "--model", str(tiny_checkpoint)])
+    assert result.exit_code != 0
+    assert "is a file" in " ".join(result.output.split()) and out.read_text() == "mine"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories; run as a user to test this")
+def test_a_read_only_out_is_a_message(tmp_path, tiny_checkpoint):
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(64, 64))
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    result = runner.invoke(app, ["segment", str(scene), "--out", str(out), "--model", str(tiny_checkpoint)])
+    out.chmod(0o755)
+    assert result.exit_code != 0 and "not writable" in " ".join(result.output.split())
+
+
+def test_too_little_free_space_fails_before_inference(tmp_path, tiny_checkpoint, monkeypatch):
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(64, 64))
+    out = tmp_path / "o"
+    monkeypatch.setenv("SCENESEG_FREE_SPACE_MARGIN", "1e15")  # asks for more than any disk has
+    result = runner.invoke(app, ["segment", str(scene), "--out", str(out), "--model", str(tiny_checkpoint)])
+    assert result.exit_code != 0
+    assert "MiB free" in " ".join(result.output.split())
+    assert not (out / ".sceneseg-work").exists() and not (out / "s_mask.tif").exists()
+
+
+def test_a_gdal_virtual_path_is_refused_with_a_message(tmp_path, tiny_checkpoint):
+    result = runner.invoke(app, ["segment", "/vsizip/scenes.zip/a.tif", "--out", str(tmp_path / "o"), "--model",
+                                 str(tiny_checkpoint)])
+    assert result.exit_code != 0 and "virtual paths" in " ".join(result.output.split())
+
+
+def test_same_named_scenes_from_two_folders_both_survive(tmp_path, tiny_checkpoint):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    write_geotiff(a / "ortho.tif", smooth_image(64, 64, seed=1))
+    write_geotiff(b / "ortho.tif", smooth_image(64, 64, seed=2), transform=rasterio.transform.from_origin(
+        301000.0, 3000000.0, 0.5, 0.5))
+    out = tmp_path / "out"
+    args = ["segment", str(a / "ortho.tif"), str(b / "ortho.tif"), "--out", str(out), "--model", str(tiny_checkpoint)]
+    assert runner.invoke(app, args).exit_code == 0
+    scenes = read_scenes(out / "sceneseg.gpkg")
+    assert len(scenes) == 2 and set(scenes["path"]) == {str((a / "ortho.tif").resolve()), str((b / "ortho.tif").resolve())}
+    assert "ortho" in set(scenes["scene_id"])
+    other = (set(scenes["scene_id"]) - {"ortho"}).pop()
+    assert other.startswith("ortho-") and (out / f"{other}_mask.tif").exists()
+    # Running both again finds each its own outputs: nothing is refused, nothing duplicated.
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+    assert sorted(read_scenes(out / "sceneseg.gpkg")["scene_id"]) == sorted(scenes["scene_id"])
+
+
+def test_after_a_successful_run_the_output_holds_only_the_documented_files(tmp_path, tiny_checkpoint):
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(64, 64))
+    out = tmp_path / "out"
+    out.mkdir()
+    # Temporaries a killed earlier run left: a COG copy and GDAL's overview file of it (pid of a dead process).
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    (out / f".s_mask.tif.{dead}.tmp").write_bytes(b"partial")
+    (out / f".s_mask.tif.{dead}.tmp.ovr.tmp").write_bytes(b"partial")
+    result = runner.invoke(app, ["segment", str(scene), "--out", str(out), "--model", str(tiny_checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "s_item.json", "s_mask.tif", "s_preview.png", "s_run.json", "sceneseg.gpkg"]
+    assert oct((out / "sceneseg.gpkg").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    with rasterio.open(out / "s_mask.tif") as ds:
+        assert ds.tags(1)["CLASS_NAMES"] == "0:background,1:building,2:road"
+        assert ds.tags(1)["CLASS_1"] == "building"
+    assert [str(n) for n, _ in pyogrio.list_layers(out / "sceneseg.gpkg")] == [
+        "buildings", "roads", "road_centerlines", "scenes", "layer_styles"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _tmpfs(path: Path, size: str) -> bool:
+    path.mkdir()
+    if shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_disk_that_fills_during_the_run_is_a_message_not_a_signal(tmp_path, tiny_checkpoint):
+    disk = tmp_path / "small"
+    if not _tmpfs(disk, "300k"):
+        pytest.skip("needs a small real filesystem: `mount -t tmpfs` is not permitted here (run as root to test)")
+    try:
+        scene = write_geotiff(tmp_path / "s.tif", smooth_image(512, 512))
+        # The free-space check is turned off (margin 0): the working arrays of 512 KiB do not fit in 300 KiB.
+        env = dict(os.environ, SCENESEG_FREE_SPACE_MARGIN="0")
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+        result = subprocess.run([sys.executable, "-m", "flows.cli", "segment", str(scene), "--out", str(disk / "out"),
+                                 "--model", str(tiny_checkpoint)], capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+        text = _one_line(result.stderr)
+        assert "Traceback" not in text and "s.tif" in text and "No space left" in text, text
+        assert not list((disk / "out").glob("*.tmp*"))
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

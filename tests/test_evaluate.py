@@ -89,3 +89,38 @@ def test_road_lines_buffer_to_polygons_of_the_given_width(tmp_path):
     layers = read_layers(path, road_width_m=8.0)
     assert layers["road_centerlines"].geom_type.tolist() == ["LineString"]
     assert layers["roads"].to_crs(utm).area.iloc[0] == pytest.approx(8.0 * length, rel=0.02)
+
+
+def _evaluate_fails(*args) -> str:
+    result = runner.invoke(app, ["evaluate", *map(str, args)])
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    return " ".join(result.output.split())
+
+
+def test_a_layer_missing_from_the_prediction_is_an_error(truth_scene, tmp_path):
+    truth = read_layers(truth_scene.truth_path)
+    pred = tmp_path / "roads-only.gpkg"
+    truth["roads"].to_file(pred, layer="roads", engine="pyogrio")
+    gpd.GeoDataFrame({"scene_id": ["s"]}, geometry=[truth["roads"].union_all().envelope],
+                     crs=truth["roads"].crs).to_file(pred, layer="scenes", engine="pyogrio")
+    message = _evaluate_fails(pred, truth_scene.truth_path)
+    assert "has no layer" in message and "buildings" in message, message
+
+
+def test_a_scene_id_that_selects_nothing_is_an_error(truth_scene, tmp_path):
+    from pipeline.vectors.gpkg import SceneRecord, publish_scene
+    from pipeline.vectors.layers import VectorLayers
+
+    truth = read_layers(truth_scene.truth_path)
+    layers = VectorLayers(*(truth[n].assign(score=1.0, **({"area_m2": 1.0} if n != "road_centerlines" else
+                                                           {"length_m": 1.0}), **{"class": "x"})
+                            for n in ("buildings", "roads", "road_centerlines")))
+    pred = tmp_path / "pred.gpkg"
+    crs = truth["buildings"].crs.to_string()
+    publish_scene(pred, layers, SceneRecord(scene_id="scene", path="/s.tif", checksum="", crs=crs,
+                                            footprint=truth["roads"].union_all().envelope, processed_at="now",
+                                            model="m", run_id="r"))
+    assert _evaluate(pred, truth_scene.truth_path, "--scene-id", "scene")["building_f1"] == 1.0
+    message = _evaluate_fails(pred, truth_scene.truth_path, "--scene-id", "typo")
+    assert "--scene-id typo selects nothing" in message and "scene" in message, message

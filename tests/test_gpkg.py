@@ -159,14 +159,14 @@ def test_vectorized_scene_round_trips(tmp_path):
     assert counts(gpkg)["road_centerlines"] == 1
 
 
-CHILD = textwrap.dedent(
+BIG_CHILD = textwrap.dedent(
     """
     import sys, numpy as np, geopandas as gpd, shapely
     sys.path.insert(0, sys.argv[2])
     from test_gpkg import record, scene_layers
     from pipeline.vectors.gpkg import publish_scene
     layers = scene_layers(300000, 3000000, 1)
-    n = 300_000
+    n = 150_000
     x = 300000 + np.arange(n) % 1000 * 3.0
     y = 3000000 + np.arange(n) // 1000 * 3.0
     big = gpd.GeoDataFrame({"class": ["building"] * n, "score": np.ones(n), "area_m2": np.ones(n)},
@@ -179,25 +179,46 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_a_killed_write_leaves_the_previous_geopackage_unchanged(tmp_path):
+def integrity(path: Path) -> str:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        con.close()
+
+
+def index_in_step(path: Path) -> None:
+    """Every layer's R-tree holds exactly its non-empty geometries, and the counts GDAL reports are right."""
+    con = sqlite3.connect(path)
+    try:
+        for name in LAYERS:
+            rows = con.execute(f'SELECT count(*) FROM "{name}" WHERE geom IS NOT NULL').fetchone()[0]
+            indexed = con.execute(f'SELECT count(*) FROM "rtree_{name}_geom"').fetchone()[0]
+            assert indexed == rows, (name, indexed, rows)
+            total = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+            assert pyogrio.read_info(path, layer=name)["features"] == total
+    finally:
+        con.close()
+
+
+def test_a_writer_killed_inside_its_transaction_rolls_back_and_the_scene_publishes_once(tmp_path):
     gpkg = tmp_path / "k.gpkg"
     publish_scene(gpkg, scene_layers(300000, 3000000, 5), record("a", 300000, 3000000))
     publish_scene(gpkg, scene_layers(310000, 3000000, 3), record("b", 310000, 3000000))
     before = counts(gpkg)
-    before_bytes = gpkg.read_bytes()
     with subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(gpkg), str(Path(__file__).parent)],
+        [sys.executable, "-c", BIG_CHILD, str(gpkg), str(Path(__file__).parent)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as child:  # fmt: skip
         try:
             assert child.stdout.readline().strip() == "ready"
-            deadline = time.monotonic() + 60
-            # Kill once the working copy exists and the new rows are being written: before the rename.
-            while not list(tmp_path.glob(".k.gpkg.*tmp*")):
+            deadline = time.monotonic() + 120
+            # The rollback journal exists while the transaction writes the GeoPackage itself.
+            while not gpkg.with_name("k.gpkg-journal").exists():
                 assert child.poll() is None, child.stderr.read()
                 assert time.monotonic() < deadline
-                time.sleep(0.005)
-            time.sleep(0.3)
+                time.sleep(0.002)
+            time.sleep(0.2)
             assert child.poll() is None, "the child finished before it could be killed: make it slower"
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=30)
@@ -206,9 +227,84 @@ def test_a_killed_write_leaves_the_previous_geopackage_unchanged(tmp_path):
                 child.kill()
                 child.wait()
     assert child.returncode == -signal.SIGKILL
-    assert gpkg.read_bytes() == before_bytes
-    assert counts(gpkg) == before
+    assert gpkg.with_name("k.gpkg-journal").exists(), "a killed writer leaves a hot journal"
+    publish_scene(gpkg, scene_layers(300000, 3000000, 2), record("a", 300000, 3000000))
+    assert counts(gpkg) == before | {"buildings": 2 + 3}
+    assert integrity(gpkg) == "ok"
+    index_in_step(gpkg)
     assert [str(n) for n, geometry in pyogrio.list_layers(gpkg) if geometry] == list(LAYERS)
-    # A later publish still works and ignores the orphaned temporary file.
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "k.gpkg"], "no staging files or journal left"
+
+
+PUBLISHER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from test_gpkg import record, scene_layers
+    from pipeline.vectors.gpkg import publish_scene
+    i = int(sys.argv[2])
+    x0 = 300000 + 10000 * i
+    layers = scene_layers(x0, 3000000, 200)
+    print("ready", flush=True)
+    for line in sys.stdin:  # one GeoPackage path per round, given to both publishers at once
+        publish_scene(line.strip(), layers, record(f"s{i}", x0, 3000000))
+        print("published", flush=True)
+    """
+)
+
+
+def test_two_processes_publishing_at_once_both_land_five_times(tmp_path):
+    children = [
+        subprocess.Popen([sys.executable, "-c", PUBLISHER, str(Path(__file__).parent), str(i)],
+                         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    try:
+        for child in children:
+            assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        for trial in range(5):
+            gpkg = tmp_path / f"out{trial}" / "sceneseg.gpkg"
+            if trial % 2:  # half the rounds race on an existing file, half on creating it
+                publish_scene(gpkg, scene_layers(290000, 3000000, 1), record("s9", 290000, 3000000))
+            for child in children:  # both go at once
+                child.stdin.write(f"{gpkg}\n")
+                child.stdin.flush()
+            for child in children:
+                assert child.stdout.readline().strip() == "published", child.stderr.read()
+            expected = {"s0", "s1"} | ({"s9"} if trial % 2 else set())
+            assert set(read_scenes(gpkg)["scene_id"]) == expected, trial
+            assert counts(gpkg)["buildings"] == 400 + (1 if trial % 2 else 0)
+            assert integrity(gpkg) == "ok"
+            index_in_step(gpkg)
+    finally:
+        for child in children:
+            child.stdin.close()
+            child.wait(timeout=60)
+    assert [c.returncode for c in children] == [0, 0]
+
+
+def test_publishing_keeps_the_file_mode_and_the_extent(tmp_path):
+    gpkg = tmp_path / "m.gpkg"
+    publish_scene(gpkg, scene_layers(300000, 3000000, 2), record("a", 300000, 3000000))
+    gpkg.chmod(0o644)
+    publish_scene(gpkg, scene_layers(320000, 3010000, 2), record("b", 320000, 3010000))
+    assert gpkg.stat().st_mode & 0o777 == 0o644
+    con = sqlite3.connect(gpkg)
+    extent = con.execute("SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = 'buildings'").fetchone()
+    con.close()
+    assert extent[0] <= 300000 and extent[2] >= 320000 + 30 and extent[3] >= 3010010
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        near = pyogrio.read_dataframe(gpkg, layer="buildings", bbox=(319000, 3009000, 321000, 3011000))
+    assert set(near["scene_id"]) == {"b"}
+
+
+def test_a_staging_file_of_a_dead_process_is_removed_by_the_next_publish(tmp_path):
+    gpkg = tmp_path / "o.gpkg"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f".o.gpkg.{int(dead.stdout)}.0.stage.gpkg"
+    orphan.write_bytes(b"left by a killed publish")
+    old_copy = tmp_path / ".o.gpkg.x1y2z3.tmp.gpkg"  # what earlier versions left when killed
+    old_copy.write_bytes(b"")
     publish_scene(gpkg, scene_layers(300000, 3000000, 1), record("a", 300000, 3000000))
-    assert counts(gpkg)["buildings"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.gpkg"]

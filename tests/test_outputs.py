@@ -17,8 +17,8 @@ from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry import box, shape
 
 from pipeline.config import SegmentConfig
-from pipeline.outputs import update_catalog, validate_offline
 from pipeline.grid import Shape2d
+from pipeline.outputs import update_catalog, validate_offline
 from pipeline.outputs.preview import MAX_SIDE, OUTLINE_COLORS, preview_shape
 from pipeline.stages import segment_scene
 from pipeline.synthetic import write_synthetic_scene

@@ -153,3 +153,50 @@ def test_ground_frame_composes_back_to_the_scene_transform():
     geo = GroundFrame.for_grid(GeoGrid(Shape2d(10, 10), Affine(5e-6, 0, 85.5, 0, -5e-6, 27.6), CRS.from_user_input("EPSG:4326")))
     # At 27.6 N a degree of longitude is ~0.886 of a degree of latitude: pixels are not square on the ground.
     assert abs(geo.to_ground.a / geo.to_ground.e) == pytest.approx(0.887, abs=0.005)
+
+
+def test_web_mercator_areas_and_lengths_are_within_one_percent_of_geodesic():
+    import pyproj
+
+    from pipeline.vectors.polygons import ground_areas_m2, ground_lengths_m
+
+    geod = pyproj.Geod(ellps="WGS84")
+    to_merc = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+    # 20 m buildings and a 2 km road at 45 N (planar Mercator is 2x the area there) and at 27.6 N (Banepa).
+    for lon, lat in ((10.0, 45.0), (85.5, 27.6)):
+        x, y = to_merc.transform(lon, lat)
+        ring = shapely.box(x, y, x + 20, y + 20)
+        line = shapely.LineString([(x, y), (x + 1500, y + 1300)])
+        lonlat = shapely.transform(np.array([ring, line]), lambda xy: np.column_stack(
+            to_merc.transform(xy[:, 0], xy[:, 1], direction="INVERSE")))
+        true_area = abs(geod.geometry_area_perimeter(lonlat[0])[0])
+        true_length = geod.geometry_length(lonlat[1])
+        area = ground_areas_m2(np.array([ring]), pyproj.CRS("EPSG:3857"))[0]
+        length = ground_lengths_m(np.array([line]), pyproj.CRS("EPSG:3857"))[0]
+        assert area == pytest.approx(true_area, rel=0.01) and length == pytest.approx(true_length, rel=0.01)
+        assert ring.area > 1.2 * true_area, "the planar Mercator measure is far off: the test means something"
+    # UTM keeps its planar measures (scale within 0.1 %).
+    utm = shapely.box(300000, 3000000, 300020, 3000020)
+    assert ground_areas_m2(np.array([utm]), pyproj.CRS("EPSG:32645"))[0] == pytest.approx(400.0, rel=1e-12)
+
+
+def test_vectorized_buildings_of_a_web_mercator_scene_have_geodesic_areas():
+    import pyproj
+
+    mask = np.zeros((200, 200), dtype=np.uint8)
+    mask[20:60, 20:80] = 1
+    mask[100:180, 120:160] = 1
+    conf = np.full_like(mask, 255)
+    x0, y0 = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True).transform(10.0, 45.0)
+
+    def read_chunk(region: Region):
+        rows, cols = region.slices_in(Region(0, 0, 200, 200))
+        return mask[rows, cols], conf[rows, cols]
+
+    grid = GeoGrid(Shape2d(200, 200), Affine(0.7, 0, x0, 0, -0.7, y0), "EPSG:3857")
+    buildings = vectorize_scene(read_chunk, grid, settings=VectorSettings(chunk_size=128)).buildings
+    assert len(buildings) == 2
+    geod = pyproj.Geod(ellps="WGS84")
+    true = [abs(geod.geometry_area_perimeter(g)[0]) for g in buildings.to_crs("EPSG:4326").geometry]
+    np.testing.assert_allclose(buildings["area_m2"], true, rtol=0.01)
+    assert (buildings.geometry.area > 1.9 * np.array(true)).all(), "planar Mercator would be 2x"

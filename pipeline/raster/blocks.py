@@ -53,12 +53,12 @@ def cut_tiles(image: np.ndarray, block: Block) -> np.ndarray:
     return np.stack([image[:, rows, cols] for rows, cols in (t.slices_in(block.extent) for t in block.tiles)])
 
 
-_readers: dict[tuple[str, tuple[int, ...]], SceneReader] = {}
+_readers: dict[tuple, SceneReader] = {}
 _readers_lock = threading.Lock()
 
 
 def _reader(job: BlockJob) -> SceneReader:
-    key = (str(job.scene_path), job.bands)
+    key = (str(job.scene_path), job.bands, job.mean, job.std)
     with _readers_lock:
         if key not in _readers:
             configure_gdal()  # a Dask worker in another process starts its part of the run here

@@ -3,6 +3,11 @@
 rasterio's ``boundless`` reads fill with a constant, so mirror padding is a clipped read followed by an
 index map (``grid.reflect_indices``) that reproduces ``numpy.pad(mode="reflect")`` of the whole scene
 for any window, even one whose pad is wider than the part of the window inside the scene.
+
+NaN is nodata: a NaN pixel is replaced by the scene's nodata value (by the band mean, which normalizes to
+zero, when the scene has none) before normalization, and is marked invalid exactly as a nodata pixel is.
+So NaN never reaches the model or the class arithmetic, and a box of NaN gives the mask a box of the
+nodata value gives.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import rasterio
 import rasterio.shutil
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from pipeline.errors import SceneReadError
 from pipeline.grid import GeoGrid, Region, Shape2d, reflect_indices
 
 __all__ = ["mirror_read", "normalize", "SceneReader", "model_grid", "write_resampled_view"]
@@ -98,17 +105,47 @@ class SceneReader:
                 self._opened.append(ds)
         return ds
 
+    def _failed(self, region: Region, exc: Exception) -> SceneReadError:
+        return SceneReadError(
+            f"{self.path}: reading rows {region.row}-{region.row_stop}, columns {region.col}-{region.col_stop} failed "
+            f"({exc}); the file is truncated or corrupt. Copy it again from its source."
+        )
+
+    def _floating(self, ds: rasterio.DatasetReader) -> bool:
+        return np.issubdtype(np.dtype(ds.dtypes[0]), np.floating)
+
     def read(self, region: Region) -> np.ndarray:
         """The normalized, mirror-padded image over ``region`` as float32 ``(bands, rows, cols)``."""
-        return normalize(mirror_read(self._dataset(), region, self.bands), self.mean, self.std)
+        try:
+            ds = self._dataset()
+            raw = mirror_read(ds, region, self.bands)
+        except RasterioError as exc:
+            raise self._failed(region, exc) from exc
+        if self._floating(ds):
+            nan = np.isnan(raw)
+            if nan.any():
+                nodata = ds.nodata
+                fill = self.mean[:, None, None] if nodata is None or np.isnan(nodata) else np.float64(nodata)
+                raw = np.where(nan, np.broadcast_to(fill, raw.shape).astype(raw.dtype), raw)
+        return normalize(raw, self.mean, self.std)
 
     def valid(self, region: Region) -> np.ndarray | None:
-        """Where the scene has data inside ``region`` (which must lie in the scene); None if all valid."""
-        if not self.has_mask:
-            return None
+        """Where the scene has data inside ``region`` (which must lie in the scene); None if all valid.
+
+        A pixel is invalid where the scene's mask says so or where any band is NaN.
+        """
         window = Window(region.col, region.row, region.cols, region.rows)
-        masks = self._dataset().read_masks(self.bands, window=window)
-        return np.any(masks > 0, axis=0)
+        try:
+            ds = self._dataset()
+            valid = np.any(ds.read_masks(self.bands, window=window) > 0, axis=0) if self.has_mask else None
+            if self._floating(ds):
+                finite = ~np.isnan(ds.read(self.bands, window=window)).any(axis=0)
+                valid = finite if valid is None else valid & finite
+        except RasterioError as exc:
+            raise self._failed(region, exc) from exc
+        if valid is not None and valid.all():
+            return None
+        return valid
 
     def close(self) -> None:
         """Close the handles of every thread that read through this reader."""

@@ -10,6 +10,8 @@ name that is renamed into place. The published file is therefore always complete
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
 import shutil
 from collections.abc import Sequence
@@ -25,7 +27,9 @@ from pipeline.errors import OutputError
 from pipeline.grid import GeoGrid, Region, Shape2d
 from pipeline.raster.blend import UnitResult
 
-__all__ = ["RawBand", "StoreReader", "WorkingStore", "publish_raster", "CLASS_COLORS", "atomic_path"]
+__all__ = [
+    "RawBand", "StoreReader", "WorkingStore", "publish_raster", "CLASS_COLORS", "atomic_path", "remove_orphans",
+]  # fmt: skip
 
 #: Palette written into the mask so GIS software shows classes without styling.
 CLASS_COLORS: dict[str, tuple[int, int, int, int]] = {
@@ -38,6 +42,30 @@ CLASS_COLORS: dict[str, tuple[int, int, int, int]] = {
 def atomic_path(dst: Path) -> Path:
     """A temporary name beside ``dst`` (same filesystem, so ``os.replace`` is atomic)."""
     return dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_orphans(directory: Path) -> list[Path]:
+    """Remove the temporaries (``.<name>.<pid>.tmp*``, GDAL's ``.ovr.tmp`` among them) of dead processes."""
+    removed = []
+    for path in directory.glob(".*.tmp*"):
+        parts = path.name.split(".")
+        pids = [int(p) for p in parts if p.isdigit()]
+        if pids and not _alive(pids[-1]) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -67,6 +95,13 @@ class RawBand:
             np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": dims})
             offset = f.tell()
             f.truncate(offset + shape.size)
+            # Reserve the blocks now: a memory-mapped write to a sparse file on a full disk is a SIGBUS,
+            # a failed reservation is an ENOSPC here, with a message.
+            try:
+                os.posix_fallocate(f.fileno(), 0, offset + shape.size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
         return cls(path, shape, offset)
 
     def _rows(self, region: Region, mode: str) -> np.memmap:
@@ -118,9 +153,15 @@ class WorkingStore:
     def __init__(self, directory: Path, shape: Shape2d):
         self.directory = Path(directory)
         self.shape = shape
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.mask = RawBand.open(self.directory / self.MASK, shape)
-        self.confidence = RawBand.open(self.directory / self.CONFIDENCE, shape)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.mask = RawBand.open(self.directory / self.MASK, shape)
+            self.confidence = RawBand.open(self.directory / self.CONFIDENCE, shape)
+        except OSError as exc:
+            raise OutputError(
+                f"{self.directory}: cannot hold the working arrays of {shape.rows} x {shape.cols} pixels ({exc}). "
+                "Free space on that disk (or fix its permissions) and run the same command again."
+            ) from exc
         #: Blocks a resumed run found already done (set by the run loop).
         self.resumed_blocks = 0
 
@@ -184,6 +225,11 @@ def _vrt_xml(
         parts.append("</ColorTable><CategoryNames>")
         parts.extend(f"<Category>{escape(name)}</Category>" for name in classes)
         parts.append("</CategoryNames>")
+        # GeoTIFF has no tag for category names (GDAL keeps them in PAM): the band metadata in the file's
+        # GDAL_METADATA tag carries them, as CLASS_<id>=<name> and CLASS_NAMES=<id>:<name>,...
+        items = {f"CLASS_{i}": name for i, name in enumerate(classes)}
+        items["CLASS_NAMES"] = ",".join(f"{i}:{name}" for i, name in enumerate(classes))
+        parts.append("<Metadata>" + "".join(f'<MDI key="{k}">{escape(v)}</MDI>' for k, v in items.items()) + "</Metadata>")
     parts += [source, "</VRTRasterBand></VRTDataset>"]
     return "".join(parts)
 
@@ -245,13 +291,16 @@ def publish_raster(
     tmp = atomic_path(dst)
     resampling = "MODE" if classes else "AVERAGE"
     try:
-        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(xml) as src:
+        # No PAM: GDAL would put what a GeoTIFF has no tag for (category names) in a .aux.xml sidecar of the
+        # temporary name, which the rename leaves behind. The names go into the file's GDAL_METADATA tag.
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_PAM_ENABLED="NO"), rasterio.open(xml) as src:
             rasterio.shutil.copy(
                 src, tmp, driver="COG", compress="DEFLATE", predictor="2", blocksize=512,
                 overview_resampling=resampling, bigtiff="IF_SAFER",
             )
         os.replace(tmp, dst)
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
+        for leftover in tmp.parent.glob(glob.escape(tmp.name) + "*"):
+            leftover.unlink(missing_ok=True)
         raise OutputError(f"{dst}: could not write the raster ({exc}). Check free space and permissions.") from exc
     return dst

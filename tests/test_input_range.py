@@ -1,0 +1,80 @@
+"""Scene values against the model's trained input: a range that does not fit is refused (or rescaled on
+request), never turned into garbage; NaN is nodata, exactly as the scene's nodata value is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from models.checkpoint import load_checkpoint
+from pipeline.config import SegmentConfig
+from pipeline.errors import SceneValidationError
+from pipeline.raster.scene import input_normalization, open_scene
+from pipeline.stages import infer_blocks, prepare, publish_masks
+from tests.conftest import smooth_image, write_geotiff
+
+
+def _mask(scene, out, checkpoint, **options) -> np.ndarray:
+    job = prepare(scene, out, SegmentConfig(model=str(checkpoint), overwrite=True, block_size=48, **options))
+    store = infer_blocks(job, journal_interval=0)
+    with rasterio.open(publish_masks(job, store).mask) as ds:
+        return ds.read(1)
+
+
+@pytest.mark.parametrize(
+    "kind, data",
+    [
+        ("uint16 full range", lambda img: (img.astype(np.uint16) * 257)),
+        ("float 0-1 reflectance", lambda img: (img / 255.0).astype(np.float32)),
+        ("int16", lambda img: (img.astype(np.int16) * 16 - 1000)),
+    ],
+)
+def test_values_outside_the_trained_range_are_refused_with_the_way_to_rescale(kind, data, tmp_path, tiny_checkpoint):
+    scene = write_geotiff(tmp_path / "s.tif", data(smooth_image(64, 64)))
+    with pytest.raises(SceneValidationError) as info:
+        prepare(scene, tmp_path / "out", SegmentConfig(model=str(tiny_checkpoint)))
+    message = str(info.value)
+    assert "s.tif" in message and "gdal_translate" in message and "--rescale" in message, message
+    assert not (tmp_path / "out").exists()
+
+
+def test_rescale_maps_the_scene_range_onto_the_trained_range(tmp_path, tiny_checkpoint):
+    scene = open_scene(write_geotiff(tmp_path / "s.tif", (smooth_image(64, 64).astype(np.uint16) * 257)))
+    card = load_checkpoint(tiny_checkpoint).card
+    mean, std = input_normalization(scene, card, "tiny", rescale=True)
+    with rasterio.open(scene.path) as ds:
+        low, high = np.percentile(ds.read().astype(np.float64), [0.5, 99.5])
+    for m, s, cm, cs in zip(mean, std, card.mean, card.std, strict=True):
+        assert (low - m) / s == pytest.approx((0 - cm) / cs)
+        assert (high - m) / s == pytest.approx((255 - cm) / cs)
+    assert _mask(scene.path, tmp_path / "out", tiny_checkpoint, rescale=True).shape == (64, 64)
+
+
+def test_another_dtype_holding_the_trained_values_gives_the_same_mask(tmp_path, tiny_checkpoint):
+    image = smooth_image(64, 64)
+    as_uint8 = write_geotiff(tmp_path / "u8.tif", image)
+    as_uint16 = write_geotiff(tmp_path / "u16.tif", image.astype(np.uint16))
+    np.testing.assert_array_equal(_mask(as_uint16, tmp_path / "a", tiny_checkpoint),
+                                  _mask(as_uint8, tmp_path / "b", tiny_checkpoint))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_box_of_nan_gives_the_mask_of_the_same_box_of_nodata(tmp_path, tiny_checkpoint):
+    image = smooth_image(96, 96, seed=4).astype(np.float32)
+    with_nodata, with_nan = image.copy(), image.copy()
+    with_nodata[:, 30:50, 40:70] = -9999.0
+    with_nan[:, 30:50, 40:70] = np.nan
+    a = _mask(write_geotiff(tmp_path / "nodata.tif", with_nodata, nodata=-9999.0), tmp_path / "a", tiny_checkpoint)
+    b = _mask(write_geotiff(tmp_path / "nan.tif", with_nan, nodata=-9999.0), tmp_path / "b", tiny_checkpoint)
+    np.testing.assert_array_equal(b, a)
+    assert (b == 255).sum() == 20 * 30, "exactly the box is nodata: no valid pixel is marked"
+    assert (b[30:50, 40:70] == 255).all()
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_nan_in_a_scene_without_nodata_is_nodata(tmp_path, tiny_checkpoint):
+    image = smooth_image(64, 64, seed=4).astype(np.float32)
+    image[0, 10:20, 10:20] = np.nan  # one band is enough
+    mask = _mask(write_geotiff(tmp_path / "nan.tif", image), tmp_path / "a", tiny_checkpoint)
+    assert (mask == 255).sum() == 100 and (mask[10:20, 10:20] == 255).all()
