@@ -101,7 +101,7 @@ def test_receptive_field_bounds_the_measured_dependence() -> None:
 
 
 def test_factory_builds_both_and_lists_names_on_error() -> None:
-    assert available_models() == ["unet", "unetpp"]
+    assert available_models() == ["effunet-lite0", "unet", "unetpp"]
     assert isinstance(create_model("unet", in_channels=1, num_classes=2, base_channels=4, depth=2), UNet)
     assert isinstance(create_model("unetpp", base_channels=4, depth=2), UNetPlusPlus)
     with pytest.raises(ConfigError) as err:
