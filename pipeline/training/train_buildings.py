@@ -279,7 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-per-epoch", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scratch", action="store_true", help="Encoder from random weights (comparison).")
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="Continue from <work>/buildings.last.pt.")
+    parser.add_argument(
+        "--tune-only", action="store_true",
+        help="Skip training: tune the separation and score the test row with <work>/buildings.pt as it is.",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stdout)
     for name in ("models.train", __name__):
@@ -294,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     config = config.model_copy(update={"resume": args.resume})
     history_path = args.work / "history.json"
     history: list[dict[str, Any]] = []
+    if args.resume and history_path.is_file():  # a resumed run continues its history
+        history = json.loads(history_path.read_text())
 
     def on_epoch(entry: dict[str, Any]) -> None:
         history.append(entry)
@@ -302,9 +308,15 @@ def main(argv: list[str] | None = None) -> int:
         log.info("epoch %d validation F1 %.4f %s", entry["epoch"], entry["score"],
                  {k: round(v["f1"], 4) for k, v in sel.items() if isinstance(v, dict)})
 
-    result = train(config, train_src, val_src, progress=False, on_epoch=on_epoch, score_fn=make_score_fn(val_scene))
+    if args.tune_only:
+        checkpoint, best_epoch = config.out, load_checkpoint(config.out).card.training.get("best", {}).get("epoch")
+    else:
+        result = train(
+            config, train_src, val_src, progress=False, on_epoch=on_epoch, score_fn=make_score_fn(val_scene)
+        )
+        checkpoint, best_epoch = result.checkpoint, result.best["epoch"]
     train_seconds = time.perf_counter() - t0
-    loaded = load_checkpoint(result.checkpoint)
+    loaded = load_checkpoint(checkpoint)
     card = loaded.card
     val_probs = predict(loaded.model, val_scene, card.mean, card.std)
     separation, trials = tune_separation(val_probs, val_scene)
@@ -314,13 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     training = {**card.training, "train_seconds": round(train_seconds), "separation_trials": len(trials),
                 "validation_buildings": val_scores, "test_buildings": test_scores}
     tuned = card.model_copy(update={"separation": separation.as_dict(), "training": training})
-    save_checkpoint(result.checkpoint, loaded.model, tuned)
+    save_checkpoint(checkpoint, loaded.model, tuned)
     (args.work / "tuning.json").write_text(json.dumps(trials, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(result.checkpoint, args.out)
+    shutil.copyfile(checkpoint, args.out)
     report = {
         "checkpoint": str(args.out),
-        "best_epoch": result.best["epoch"],
+        "best_epoch": best_epoch,
         "separation": separation.as_dict(),
         "validation": val_scores,
         "test": test_scores,
