@@ -192,18 +192,18 @@ def score_row(probs: np.ndarray, scene: RowScene, separation: Separation) -> dic
 def tune_separation(
     probs: np.ndarray,
     scene: RowScene,
-    seeds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
-    min_seeds_m2: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 3.0),
+    seeds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    min_seeds_m2: Sequence[float] = (0.25, 0.5, 1.0, 2.0),
     min_areas_m2: Sequence[float] = (2.0, 4.0, 6.0, 8.0, 10.0, 14.0),
-    grow_m: float = 3.0,
+    grows_m: Sequence[float] = (2.0, 3.0, 4.0),
 ) -> tuple[Separation, list[dict[str, Any]]]:
     """The separation with the best F1 on ``scene`` over a grid, and every grid point's scores.
 
-    The smallest building area only filters polygons, so each (seed, min seed) pair is vectorized once.
+    The smallest building area only filters polygons, so each (seed, min seed, grow) is vectorized once.
     """
     mask, confidence = _mask_confidence(probs)
     trials = []
-    for seed, min_seed in itertools.product(seeds, min_seeds_m2):
+    for seed, min_seed, grow_m in itertools.product(seeds, min_seeds_m2, grows_m):
         sep = Separation(seed, min_seed, grow_m, min(min_areas_m2))
         buildings = row_buildings(mask, confidence, scene, sep, min(min_areas_m2))
         for area in min_areas_m2:
