@@ -182,6 +182,18 @@ def _f1(buildings: gpd.GeoDataFrame, scene: RowScene, min_area_m2: float) -> dic
             "predicted": len(kept), "true": len(scene.truth)}
 
 
+def score_plain(probs: np.ndarray, scene: RowScene, min_area_m2: float) -> dict[str, float]:
+    """Building F1 without instance separation: interior and boundary folded to building, components kept."""
+    mask, confidence = _mask_confidence(probs)
+    folded = np.isin(mask, (CLASSES.index("building"), CLASSES.index(BOUNDARY))).astype(np.uint8)
+    layers = vectorize_scene(
+        lambda w: (folded[w.row : w.row_stop, w.col : w.col_stop], confidence[w.row : w.row_stop, w.col : w.col_stop]),
+        scene.shape, scene.transform, scene.crs.to_wkt(), classes={1: "building"},
+        settings=VectorSettings(min_building_area_m2=min_area_m2),
+    )
+    return _f1(layers.buildings, scene, min_area_m2)
+
+
 def score_row(probs: np.ndarray, scene: RowScene, separation: Separation) -> dict[str, float]:
     """Building F1 at IoU >= 0.5 of one row under ``separation``."""
     mask, confidence = _mask_confidence(probs)
@@ -321,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     val_probs = predict(loaded.model, val_scene, card.mean, card.std)
     separation, trials = tune_separation(val_probs, val_scene)
     val_scores = score_row(val_probs, val_scene, separation)
+    val_plain = score_plain(val_probs, val_scene, separation.min_building_area_m2)
     test_scene = load_row(args.data, TEST_ROWS[0])
     test_scores = score_row(predict(loaded.model, test_scene, card.mean, card.std), test_scene, separation)
     training = {**card.training, "train_seconds": round(train_seconds), "separation_trials": len(trials),
@@ -335,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         "best_epoch": best_epoch,
         "separation": separation.as_dict(),
         "validation": val_scores,
+        "validation_without_separation": val_plain,
         "test": test_scores,
         "train_seconds": round(train_seconds),
         "seconds": round(time.perf_counter() - t0),
