@@ -14,9 +14,10 @@ Targets: classes background, building (interior), building_boundary, building_co
 (:mod:`pipeline.training.targets`). Each evaluation scores building F1 at IoU >= 0.5 through the real
 instance separation (:func:`pipeline.vectors.instances.separate_buildings`) and vector stage
 (:func:`pipeline.vectorize.vectorize_scene`) on the whole validation row, and the best checkpoint is the
-one with the best F1. After training the separation thresholds are tuned on the validation row and
-stored in the card (``ModelCard.separation``). Loss and validation scores per evaluation go to
-``<work>/history.json``.
+one with the best F1 (at fixed separation settings). After training the separation thresholds are tuned
+on the validation row for that checkpoint and for the final epoch's weights; the better tuned validation F1
+is shipped, with its thresholds in the card (``ModelCard.separation``). The test row is scored once, after
+that choice. Loss and validation scores per evaluation go to ``<work>/history.json``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import argparse
 import itertools
 import json
 import logging
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -43,7 +43,8 @@ from affine import Affine
 from models.augment import Augment
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.data import TrainingSource
-from models.train import TrainConfig, train
+from models.factory import create_model
+from models.train import TrainConfig, last_checkpoint_path, train
 from models.train_banepa import CREDIT, LABELS, tile_row
 from pipeline.grid import Region, Shape2d
 from pipeline.metrics import match_buildings
@@ -330,22 +331,45 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = time.perf_counter() - t0
     loaded = load_checkpoint(checkpoint)
     card = loaded.card
-    val_probs = predict(loaded.model, val_scene, card.mean, card.std)
-    separation, trials = tune_separation(val_probs, val_scene)
-    val_scores = score_row(val_probs, val_scene, separation)
+    # Candidates: the checkpoint selected during training (building F1 at fixed separation settings) and
+    # the final epoch's weights; each is tuned on the validation row and the better tuned F1 is shipped.
+    candidates = {best_epoch: loaded.model}
+    last_path = last_checkpoint_path(config.out)
+    if last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        if state["epoch"] != best_epoch:
+            final = create_model(card.arch, **card.arch_kwargs)
+            final.load_state_dict(state["model"])
+            candidates[state["epoch"]] = final.eval()
+    tuned_by_epoch = {}
+    for epoch, model in candidates.items():
+        probs = predict(model, val_scene, card.mean, card.std)
+        separation, trials = tune_separation(probs, val_scene)
+        tuned_by_epoch[epoch] = (score_row(probs, val_scene, separation), separation, trials, probs)
+        log.info("epoch %s: tuned validation F1 %.4f with %s", epoch, tuned_by_epoch[epoch][0]["f1"],
+                 separation.as_dict())
+    shipped_epoch = max(tuned_by_epoch, key=lambda e: (tuned_by_epoch[e][0]["f1"], e == best_epoch))
+    val_scores, separation, trials, val_probs = tuned_by_epoch[shipped_epoch]
+    model = candidates[shipped_epoch]
     val_plain = score_plain(val_probs, val_scene, separation.min_building_area_m2)
     test_scene = load_row(args.data, TEST_ROWS[0])
-    test_scores = score_row(predict(loaded.model, test_scene, card.mean, card.std), test_scene, separation)
-    training = {**card.training, "train_seconds": round(train_seconds), "separation_trials": len(trials),
-                "validation_buildings": val_scores, "test_buildings": test_scores}
+    test_scores = score_row(predict(model, test_scene, card.mean, card.std), test_scene, separation)
+    training = {
+        **card.training, "train_seconds": round(train_seconds), "separation_trials": len(trials),
+        "shipped_epoch": shipped_epoch,
+        "tuned_validation_f1_by_epoch": {str(e): t[0]["f1"] for e, t in tuned_by_epoch.items()},
+        "validation_buildings": val_scores, "validation_without_separation": val_plain,
+        "test_buildings": test_scores,
+    }
     tuned = card.model_copy(update={"separation": separation.as_dict(), "training": training})
-    save_checkpoint(checkpoint, loaded.model, tuned)
     (args.work / "tuning.json").write_text(json.dumps(trials, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint, args.out)
+    save_checkpoint(args.out, model, tuned)
     report = {
         "checkpoint": str(args.out),
         "best_epoch": best_epoch,
+        "shipped_epoch": shipped_epoch,
+        "tuned_validation_f1_by_epoch": training["tuned_validation_f1_by_epoch"],
         "separation": separation.as_dict(),
         "validation": val_scores,
         "validation_without_separation": val_plain,
