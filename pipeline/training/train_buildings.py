@@ -207,7 +207,7 @@ def tune_separation(
     scene: RowScene,
     seeds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
     min_seeds_m2: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0),
-    min_areas_m2: Sequence[float] = (2.0, 4.0, 6.0, 8.0, 10.0, 14.0),
+    min_areas_m2: Sequence[float] = (2.0, 4.0, 6.0, 8.0, 10.0, 14.0, 20.0, 25.0),
     grows_m: Sequence[float] = (2.0, 3.0, 4.0),
 ) -> tuple[Separation, list[dict[str, Any]]]:
     """The separation with the best F1 on ``scene`` over a grid, and every grid point's scores.
