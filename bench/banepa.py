@@ -26,11 +26,14 @@ import common
 import geopandas as gpd
 import numpy as np
 import rasterio
+import rasterio.windows
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.features import rasterize
 from rasterio.warp import reproject
 
 from pipeline.grid import GeoGrid, Shape2d
+from pipeline.outputs.preview import encode_png
 from pipeline.training.train_buildings import TEST_ROWS, VAL_ROWS, load_row
 from pipeline.vectors.polygons import GroundFrame
 
@@ -45,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gsd", type=float, nargs="*", default=[],
                         help="Also score each row resampled to these ground sample distances (m).")
     parser.add_argument("--tta", action="store_true", help="Segment with --tta.")
+    parser.add_argument("--overlay", type=Path, default=None,
+                        help="Write a PNG of the first row's west end: OSM footprints cyan, predicted buildings red.")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="More `sceneseg segment` options.")
     common.add_common_args(parser)
     return parser.parse_args(argv)
@@ -72,6 +77,25 @@ def write_row(data: Path, row: int, out: Path, gsd_m: float | None) -> tuple[Pat
     truth = out / f"banepa-{tag}-truth.gpkg"
     scene.truth.to_file(truth, layer="buildings", engine="pyogrio")
     return tif, truth, gsd_m or native
+
+
+def write_overlay(tif: Path, gpkg: Path, truth: Path, dst: Path, cols: int = 1024) -> Path:
+    """The scene's first ``cols`` columns with the true (cyan) and predicted (red) outlines drawn on it."""
+    with rasterio.open(tif) as ds:
+        window = rasterio.windows.Window(0, 0, min(cols, ds.width), ds.height)
+        rgb = ds.read([1, 2, 3], window=window)
+        transform = ds.window_transform(window)
+        crs = ds.crs
+    shape = rgb.shape[1:]
+    for path, colour in ((truth, (0, 255, 255)), (gpkg, (255, 40, 40))):
+        frame = gpd.read_file(path, layer="buildings", engine="pyogrio").to_crs(crs)
+        lines = [g.boundary for g in frame.geometry if g is not None]
+        if lines:
+            edge = rasterize(((g, 1) for g in lines), out_shape=shape, transform=transform, dtype="uint8")
+            for band, value in zip(rgb, colour, strict=True):
+                band[edge > 0] = value
+    dst.write_bytes(encode_png(np.moveaxis(rgb, 0, -1)))
+    return dst
 
 
 def run(argv: list[str]) -> dict:
@@ -109,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
                 "segment_seconds": round(seconds, 1), "segment_mpx_per_s": round(mpx / seconds, 4),
             })
             print(json.dumps(results[-1]), file=sys.stderr)
+            if args.overlay is not None and len(results) == 1:
+                write_overlay(tif, out / "sceneseg.gpkg", truth, args.overlay)
     output = {"benchmark": "banepa", "machine": info, "model": args.model, "tta": args.tta, "rows": results,
               "target_f1": 0.66, "quick": args.quick}
     key = "; ".join(f"row {r['row']} @ {r['gsd_m']} m: F1 {r['f1']:.3f} (P {r['precision']:.3f} R {r['recall']:.3f}, "

@@ -156,8 +156,9 @@ class ModelCard(BaseModel):
         multiple = size_multiple(self.arch, self.arch_kwargs, default_depth=0)
         if self.tile_size < 1 or self.tile_size % multiple:
             raise ValueError(
-                f"tile_size {self.tile_size} must be a positive multiple of {multiple} for {self.arch} (its "
-                f"encoder halves the size that often), e.g. {max(multiple, self.tile_size // multiple * multiple)}"
+                f"tile_size {self.tile_size} must be a positive multiple of "
+                + (f"{multiple} for {self.arch}" if "depth" not in self.arch_kwargs and multiple > 1
+                   else f"2**depth = {multiple}")
             )
         if 2 * self.context_margin >= self.tile_size:
             raise ValueError(

@@ -212,7 +212,7 @@ def test_card_validation() -> None:
         _card(std=[1.0, -1.0, 1.0])
     with pytest.raises(ValidationError, match="background"):
         _card(classes=["building", "background", "road"])
-    with pytest.raises(ValidationError, match="multiple of 4 for unet"):
+    with pytest.raises(ValidationError, match=r"multiple of 2\*\*depth = 4"):
         _card(tile_size=66)
     with pytest.raises(ValidationError, match="1-based"):
         _card(bands=[0, 1, 2])

@@ -132,10 +132,8 @@ class TrainConfig(BaseModel):
         for name in ("tile_size", "inference_tile_size"):
             value = getattr(self, name)
             if value is not None and value % multiple:
-                raise ValueError(
-                    f"{name} {value} must be a multiple of {multiple} for {self.arch} (its encoder halves the "
-                    f"size that often), e.g. {max(multiple, value // multiple * multiple)}"
-                )
+                what = f"2**depth = {multiple}" if self.arch in ("unet", "unetpp") else f"{multiple} for {self.arch}"
+                raise ValueError(f"{name} {value} must be a multiple of {what}")
         if self.class_weights is not None and len(self.class_weights) != len(self.classes):
             raise ValueError(
                 f"class_weights has {len(self.class_weights)} values for {len(self.classes)} classes"
