@@ -34,7 +34,7 @@ from rasterio.warp import reproject
 
 from pipeline.grid import GeoGrid, Shape2d
 from pipeline.outputs.preview import encode_png
-from pipeline.training.train_buildings import TEST_ROWS, VAL_ROWS, load_row
+from pipeline.training.banepa import TEST_ROWS, VAL_ROWS, load_row
 from pipeline.vectors.polygons import GroundFrame
 
 DATA = common.ROOT.parent / "shared" / "data" / "banepa"

@@ -93,9 +93,9 @@ class Predictor:
         self.device = resolve_device(settings.device)
         self.activation = activation
         self.autocast_dtype = autocast_dtype(self.device, settings.precision)
-        self.memory_format = (
-            torch.channels_last if settings.channels_last and self.device.type == "cuda" else torch.contiguous_format
-        )
+        # channels_last on the CPU too: oneDNN's convolutions run NHWC natively (the Lite0 U-Net 0.51 against
+        # 0.32 Mpx/s in NCHW, batch 4 of 512^2, 2 threads).
+        self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         model = model.eval().to(self.device, memory_format=self.memory_format)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True

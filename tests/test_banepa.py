@@ -8,8 +8,8 @@ import shapely
 from affine import Affine
 from rasterio.crs import CRS
 
+from pipeline.training.banepa import RowScene, Separation, score_plain, score_row, tune_separation
 from pipeline.training.targets import burn_instance_targets
-from pipeline.training.train_buildings import RowScene, Separation, score_plain, score_row, tune_separation
 
 # A geographic scene like the Banepa tiles: ~0.13 m pixels at latitude 27.6.
 TRANSFORM = Affine(1.34e-6, 0, 85.52, 0, -1.19e-6, 27.63)
