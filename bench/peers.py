@@ -19,7 +19,7 @@ blending alone: the share of pixels whose argmax class equals the reference's.
 Peers are optional and not dependencies of sceneseg; a missing one is reported as "not installed".
 Install them without letting pip touch torch (see bench/README.md):
 
-    .venv/bin/pip install --no-deps pytorch-toolbelt==0.8.0 tiler opencv-python-headless
+    .venv/bin/pip install --no-deps pytorch-toolbelt==0.8.0 tiler opencv-python-headless tqdm
 
     python bench/peers.py                  # 2048 x 2048
     python bench/peers.py --quick          # 512 x 512, not recorded
