@@ -40,6 +40,7 @@ from models.checkpoint import find_checkpoint, load_checkpoint
 from models.device import choose_precision, resolve_device
 from pipeline.config import SegmentConfig
 from pipeline.errors import ConfigError, OutputError
+from pipeline.files import atomic_path
 from pipeline.grid import BlockPlan, GeoGrid
 from pipeline.outputs import catalog_scene
 from pipeline.raster.blend import NODATA_CLASS, UnitAssembler, UnitResult
@@ -58,7 +59,7 @@ from pipeline.raster.scene import (
     open_scene,
     scene_id_for,
 )
-from pipeline.raster.write import WorkingStore, atomic_path, publish_raster, remove_orphans
+from pipeline.raster.write import WorkingStore, publish_raster, remove_orphans
 from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
 from pipeline.vectors.gpkg import SceneRecord, layer_crs, publish_scene, published_path
 from pipeline.vectors.instances import fold_lut

@@ -24,11 +24,12 @@ import rasterio
 import rasterio.shutil
 
 from pipeline.errors import OutputError
+from pipeline.files import atomic_path, process_alive
 from pipeline.grid import GeoGrid, Region, Shape2d
 from pipeline.raster.blend import UnitResult
 
 __all__ = [
-    "RawBand", "StoreReader", "WorkingStore", "publish_raster", "CLASS_COLORS", "atomic_path", "remove_orphans",
+    "RawBand", "StoreReader", "WorkingStore", "publish_raster", "CLASS_COLORS", "remove_orphans",
 ]  # fmt: skip
 
 #: Palette written into the mask so GIS software shows classes without styling.
@@ -39,30 +40,13 @@ CLASS_COLORS: dict[str, tuple[int, int, int, int]] = {
 }
 
 
-def atomic_path(dst: Path) -> Path:
-    """A temporary name beside ``dst`` (same filesystem, so ``os.replace`` is atomic)."""
-    return dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 def remove_orphans(directory: Path) -> list[Path]:
     """Remove the temporaries (``.<name>.<pid>.tmp*``, GDAL's ``.ovr.tmp`` among them) of dead processes."""
     removed = []
     for path in directory.glob(".*.tmp*"):
         parts = path.name.split(".")
         pids = [int(p) for p in parts if p.isdigit()]
-        if pids and not _alive(pids[-1]) and path.is_file():
+        if pids and not process_alive(pids[-1]) and path.is_file():
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -46,6 +46,7 @@ from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.errors import OutputError, SceneSegError
+from pipeline.files import process_alive
 from pipeline.vectors.layers import FEATURE_LAYERS, SCENE_COLUMNS, SCENES_LAYER, VectorLayers
 from pipeline.vectors.styles import write_default_styles
 
@@ -329,20 +330,8 @@ def remove_orphan_stages(directory: Path) -> None:
     for orphan in [*directory.glob(".*.stage.gpkg*"), *directory.glob(".*.new.gpkg*"), *directory.glob(".*.tmp.gpkg")]:
         parts = orphan.name.split(".")
         pid = next((int(p) for p in parts if p.isdigit()), None)
-        if orphan.name.endswith(".tmp.gpkg") or pid is None or not _alive(pid):  # .tmp.gpkg: earlier versions' copies
+        if orphan.name.endswith(".tmp.gpkg") or pid is None or not process_alive(pid):  # .tmp.gpkg: earlier versions' copies
             orphan.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _recover(path: Path) -> None:
