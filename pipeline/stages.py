@@ -19,11 +19,7 @@ published itself). ``finish`` removes the working directory last.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import math
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,17 +28,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pyproj import CRS, Transformer
-from pyproj.exceptions import CRSError, ProjError
 from shapely.geometry import box
 
 from models.checkpoint import find_checkpoint, load_checkpoint
 from models.device import choose_precision, resolve_device
 from pipeline.config import SegmentConfig
-from pipeline.errors import ConfigError, OutputError
+from pipeline.errors import OutputError
 from pipeline.files import atomic_path
 from pipeline.grid import BlockPlan, GeoGrid
 from pipeline.outputs import catalog_scene
+from pipeline.preflight import (
+    check_free_space,
+    check_output_crs,
+    check_output_dir,
+    output_crs_for,
+    output_scene_id,
+)
 from pipeline.raster.blend import NODATA_CLASS, UnitAssembler, UnitResult
 from pipeline.raster.blocks import BlockJob
 from pipeline.raster.execute import dask_client, local_gpu_count, run_blocks
@@ -57,11 +58,10 @@ from pipeline.raster.scene import (
     file_checksum,
     input_normalization,
     open_scene,
-    scene_id_for,
 )
 from pipeline.raster.write import WorkingStore, publish_raster, remove_orphans
 from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
-from pipeline.vectors.gpkg import SceneRecord, layer_crs, publish_scene, published_path
+from pipeline.vectors.gpkg import GPKG_NAME, SceneRecord, publish_scene
 from pipeline.vectors.instances import fold_lut
 from pipeline.vectors.layers import VectorLayers
 from pipeline.vectors.polygons import GroundFrame
@@ -84,15 +84,9 @@ __all__ = [
     "StageTimer",
     "segment_scene",
     "check_options",
-    "check_output_dir",
-    "check_output_crs",
-    "check_free_space",
     "record_failure",
-    "output_scene_id",
 ]
 
-#: The GeoPackage every scene of an output directory is published to.
-GPKG_NAME = "sceneseg.gpkg"
 
 #: A scene whose ground sample distance is within this fraction of the model's is read as it is.
 RESAMPLE_TOLERANCE = 0.1
@@ -247,102 +241,12 @@ def prepare(
     return job
 
 
-#: Free space asked for beyond the working arrays and outputs (a factor; the environment may raise it).
-FREE_SPACE_MARGIN = 1.25
-
-
 def _working_bytes(job: SceneJob) -> int:
     """Bytes a run still has to write: the working arrays not yet on disk, seams, and the COGs (bounded by raw)."""
     pixels = job.plan.scene.size
     allocated = sum(p.stat().st_size for p in job.work_dir.glob("*.npy")) if _unfinished_run(job) else 0
     rasters = 1 + int(job.config.write_confidence)
     return max(2 * pixels - allocated, 0) + int(rasters * pixels * 4 / 3)
-
-
-def check_free_space(out_dir: Path, needed: int) -> None:
-    """Refuse a run the disk of ``out_dir`` cannot hold, with ``SCENESEG_FREE_SPACE_MARGIN`` (default 1.25) to spare.
-
-    Raises:
-        OutputError: naming the directory, what is free and what is needed.
-    """
-    margin = float(os.environ.get("SCENESEG_FREE_SPACE_MARGIN", FREE_SPACE_MARGIN))
-    free = shutil.disk_usage(_existing_ancestor(out_dir)).free
-    if free < needed * margin:
-        raise OutputError(
-            f"--out {out_dir}: {free / 2**20:,.0f} MiB free, but this scene needs about "
-            f"{needed * margin / 2**20:,.0f} MiB for its working arrays and outputs. Free space on that disk or "
-            "choose another --out."
-        )
-
-
-def _existing_ancestor(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path
-
-
-def check_output_dir(out_dir: Path) -> None:
-    """``--out`` must be a directory, or creatable, and writable.
-
-    Raises:
-        OutputError: it names a file, or the directory (or the one it would be made in) is not writable.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"--out {out_dir}: is a file, not a directory. Give a directory (it is created if missing).")
-    base = _existing_ancestor(out_dir)
-    if not base.is_dir():
-        raise OutputError(f"--out {out_dir}: {base} is a file, so the directory cannot be created. Give another path.")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise OutputError(
-            f"--out {out_dir}: {base} is not writable by this user. Choose a writable directory or fix its permissions."
-        )
-
-
-def _output_crs(output_crs: str | None, gpkg: Path) -> tuple[CRS | None, dict[str, CRS]]:
-    """The ``--output-crs`` asked for (valid and agreeing with the GeoPackage's layers) and those layers' CRSs."""
-    wanted = None
-    if output_crs is not None:
-        try:
-            wanted = CRS.from_user_input(output_crs)
-        except CRSError as exc:
-            raise ConfigError(
-                f"--output-crs {output_crs}: not a CRS ({exc}). Give an EPSG code such as EPSG:32645, or WKT/PROJ text."
-            ) from exc
-    existing = layer_crs(gpkg) if gpkg.is_file() else {}
-    if wanted is not None:
-        clash = sorted({c.to_string() for c in existing.values() if not c.equals(wanted)})
-        if clash:
-            raise ConfigError(
-                f"--output-crs {output_crs}: {gpkg} keeps its layers in {', '.join(clash)}. Leave --output-crs unset "
-                "(scenes are reprojected into the GeoPackage's CRS) or choose another --out."
-            )
-    return wanted, existing
-
-
-def check_output_crs(output_crs: str | None, scene: SceneInfo, gpkg: Path) -> None:
-    """The vector CRS must be valid, agree with the GeoPackage's layers, and take the scene's footprint.
-
-    Raises:
-        ConfigError: naming ``--output-crs`` (or the GeoPackage) and the fix.
-    """
-    wanted, existing = _output_crs(output_crs, gpkg)
-    target = wanted or next(iter(existing.values()), None)
-    if target is None:
-        return
-    try:
-        xs, ys = Transformer.from_crs(scene.crs, target, always_xy=True).transform(
-            [scene.bounds[0], scene.bounds[2]], [scene.bounds[1], scene.bounds[3]], errcheck=True
-        )
-        finite = all(math.isfinite(v) for v in (*xs, *ys))
-    except ProjError:
-        finite = False
-    if not finite:
-        option = "--output-crs" if wanted is not None else f"the CRS of {gpkg}"
-        raise ConfigError(
-            f"{scene.path}: its footprint cannot be reprojected from {scene.crs.to_string()} to {option} "
-            f"({target.to_string()}). Choose an output CRS that covers the scene."
-        )
 
 
 def check_options(config: SegmentConfig, out_dir: str | Path) -> None:
@@ -355,7 +259,7 @@ def check_options(config: SegmentConfig, out_dir: str | Path) -> None:
     check_output_dir(out)
     load_checkpoint(find_checkpoint(config.model))
     resolve_device(config.device)
-    _output_crs(config.output_crs, out / GPKG_NAME)
+    output_crs_for(config.output_crs, out / GPKG_NAME)
 
 
 def record_failure(scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, message: str) -> str | None:
@@ -372,35 +276,6 @@ def record_failure(scene_path: str | Path, out_dir: str | Path, config: SegmentC
         publish_scene(out / GPKG_NAME, None, record, crs=config.output_crs)
     except Exception as exc:  # the failure itself is the message that matters
         return f"{path}: the failure could not be recorded in {out / GPKG_NAME} ({exc})"
-    return None
-
-
-def output_scene_id(scene_path: Path, out_dir: Path) -> str:
-    """The scene's id in ``out_dir``: the file name without extension, unless another file already has it.
-
-    Outputs and GeoPackage rows are named by the id, so two source files must never share one. When the
-    plain name is taken by another file (a row of the GeoPackage's scenes layer, an unfinished run's
-    working directory, or a run record naming another path), the id gets a short hash of the resolved path,
-    e.g. ``ortho-3f9a2c1d``: stable for that file, so rerunning it finds its own outputs.
-    """
-    plain = scene_id_for(scene_path)
-    source = str(scene_path.resolve())
-    if _owner(out_dir, plain) in (None, source):
-        return plain
-    return f"{plain}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
-
-
-def _owner(out_dir: Path, scene_id: str) -> str | None:
-    """The source path that already holds ``scene_id`` in ``out_dir``, if any."""
-    owner = published_path(out_dir / GPKG_NAME, scene_id)
-    if owner is not None:
-        return owner
-    for record, key in ((out_dir / ".sceneseg-work" / scene_id / BlockJournal.STATE, "scene"),
-                        (out_dir / f"{scene_id}_run.json", "scene")):
-        try:
-            return str(json.loads(record.read_text())[key])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
     return None
 
 

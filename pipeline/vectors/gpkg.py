@@ -51,6 +51,7 @@ from pipeline.vectors.layers import FEATURE_LAYERS, SCENE_COLUMNS, SCENES_LAYER,
 from pipeline.vectors.styles import write_default_styles
 
 __all__ = [
+    "GPKG_NAME",
     "SceneRecord", "publish_scene", "read_scenes", "published_checksums", "published_path", "layer_crs", "SCENES_LAYER",
     "BUSY_TIMEOUT_S", "GPKG_VERSION",
 ]  # fmt: skip
@@ -64,6 +65,8 @@ _RECORD_COLUMNS = [
 ]  # fmt: skip
 #: GeoPackage version of new files: GDAL 3.6 (Debian 12, QGIS 3.22-3.28) warns on every open of the 1.4
 #: that newer GDALs write by default, and opens 1.3 cleanly. Existing files keep their version.
+#: The GeoPackage every scene of an output directory is published to.
+GPKG_NAME = "sceneseg.gpkg"
 GPKG_VERSION = "1.3"
 _INTEGER_COLUMNS = {"n_buildings", "n_roads", "n_road_centerlines"}
 _TEXT_COLUMNS = {"class", *_SCENE_COLUMNS, *(c for c in _RECORD_COLUMNS if c not in _INTEGER_COLUMNS)}
