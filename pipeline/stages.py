@@ -119,6 +119,11 @@ class SceneJob:
         return self.block_job.plan
 
     @property
+    def mask_classes(self) -> tuple[str, ...]:
+        """The classes of the published mask: the model's, with an instance model's auxiliary ones folded in."""
+        return fold_lut(self.classes)[0]
+
+    @property
     def resampled(self) -> bool:
         """Whether the model reads the scene through a resampled view (``work_dir/resampled.vrt``)."""
         return self.grid is not None and self.grid != self.scene.grid
@@ -369,7 +374,7 @@ def publish_masks(job: SceneJob, store: WorkingStore) -> MaskOutputs:
     job.out_dir.mkdir(parents=True, exist_ok=True)
     remove_orphans(job.out_dir)
     # No run id or time in the raster: the same scene and model give the same bytes (resume relies on it).
-    classes, lut = fold_lut(job.classes)
+    classes, lut = job.mask_classes, fold_lut(job.classes)[1]
     tags = {"sceneseg_model": job.checkpoint_id, "sceneseg_classes": ",".join(classes)}
     mask = publish_raster(
         store.mask, job.mask_path, job.run_grid, nodata=NODATA_CLASS, classes=classes, description="class",

@@ -89,3 +89,13 @@ def test_instance_model_layers_do_not_depend_on_block_or_chunk_size(tmp_path, in
     assert set(np.unique(mask)) <= {0, 1}  # boundary folded into building, contact into background
     with rasterio.open(a.mask_path) as ds:
         assert ds.tags()["sceneseg_classes"] == "background,building,road"
+
+
+def test_an_instance_models_stac_item_lists_the_masks_classes(tmp_path, instance_checkpoint):
+    import pystac
+
+    scene = write_geotiff(tmp_path / "scene.tif", smooth_image(120, 130, seed=5))
+    result = segment_scene(scene, tmp_path / "out", SegmentConfig(model=str(instance_checkpoint)))
+    item = pystac.Item.from_file(str(tmp_path / "out" / f"{result.scene_id}_item.json"))
+    names = [c["name"] for c in item.assets["mask"].extra_fields["classification:classes"] if not c.get("nodata")]
+    assert names == ["background", "building", "road"]

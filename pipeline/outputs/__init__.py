@@ -42,7 +42,7 @@ class PublishedScene(Protocol):
     @property
     def scene(self) -> _Scene: ...
     @property
-    def classes(self) -> tuple[str, ...]: ...
+    def mask_classes(self) -> tuple[str, ...]: ...
     @property
     def checkpoint_id(self) -> str: ...
     @property
@@ -79,11 +79,11 @@ def item_path(out_dir: str | Path, scene_id: str) -> Path:
 def catalog_scene(job: PublishedScene, counts: dict[str, int]) -> CatalogEntry:
     """Write the scene's quick-look and its STAC item (the run JSON it lists is written by ``finish``)."""
     scene_id = job.scene.scene_id
-    preview = render_preview(job.scene.path, job.mask_path, job.classes)
+    preview = render_preview(job.scene.path, job.mask_path, job.mask_classes)
     png = write_preview(preview, preview_path(job.out_dir, scene_id))
     assets = ItemAssets(mask=job.mask_path, gpkg=job.gpkg_path, preview=png, run=job.run_path)
     item = scene_item(
-        scene_id, job.scene.grid, assets, classes=job.classes, nodata=NODATA_CLASS, created_at=job.created_at,
+        scene_id, job.scene.grid, assets, classes=job.mask_classes, nodata=NODATA_CLASS, created_at=job.created_at,
         model=job.checkpoint_id, run_id=job.run_id, counts=counts,
     )
     return CatalogEntry(preview, png, write_item(item, item_path(job.out_dir, scene_id)))
