@@ -5,7 +5,8 @@ Each held-out row of tiles (../shared/data/banepa: drone RGB ~0.13 m, OpenStreet
 as one GeoTIFF with its footprints clipped to it; optionally also resampled to other ground sample
 distances (a drone scene at 0.075 m, a satellite-like one at 0.3 m), which the pipeline reads back at the
 model's GSD. The JSON gives per row and GSD: building precision, recall, F1 at IoU >= 0.5, pixel IoU,
-buildings predicted vs true, and the segment command's Mpx/s.
+buildings predicted vs true, and the segment command's Mpx/s (its wall time, Python start included; the
+run JSON beside the outputs has the seconds of each stage).
 
     python bench/banepa.py                                 # validation and test rows, native GSD
     python bench/banepa.py --gsd 0.075 0.3 --model buildings-banepa --tta
