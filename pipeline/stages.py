@@ -64,6 +64,7 @@ from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
 from pipeline.vectors.gpkg import GPKG_NAME, SceneRecord, publish_scene
 from pipeline.vectors.instances import fold_lut
 from pipeline.vectors.layers import VectorLayers
+from pipeline.vectors.spool import BuildingSpool
 from pipeline.vectors.polygons import GroundFrame
 from pipeline.vectors.stream import ChunkStream
 
@@ -406,7 +407,8 @@ def scene_vectorizer(job: SceneJob) -> SceneVectorizer:
 @contextmanager
 def vector_stream(job: SceneJob) -> Iterator[ChunkStream]:
     """The scene's background vector chunk work, from before ``infer_blocks`` until after ``vectorize``."""
-    stream = ChunkStream(scene_vectorizer(job))
+    # Finished buildings are staged in the working directory, not held until publishing.
+    stream = ChunkStream(scene_vectorizer(job), spool=BuildingSpool(job.work_dir / "buildings.spool"))
     try:
         yield stream
     finally:
@@ -418,7 +420,7 @@ def vectorize(job: SceneJob, store: WorkingStore, stream: ChunkStream) -> Vector
 
     Only the chunks that ``stream`` (which ran beside ``infer_blocks``) has not finished are run now.
     """
-    layers = stream.vectorizer.finish(stream.results())
+    layers = stream.vectorizer.finish(stream.results(), spool=stream.spool)
     return layers.with_attributes(
         scene_id=job.scene.scene_id, model=job.checkpoint_id, run_id=job.run_id, created_at=job.created_at
     )

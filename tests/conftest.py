@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +102,21 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[bool]:
+    """A small real filesystem mounted at ``path`` (made here) for full-disk tests; yields whether it mounted
+    (only root may mount), and unmounts it afterwards."""
+    path.mkdir()
+    mounted = shutil.which("mount") is not None and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    ).returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(path)], check=False)
 
 
 def read_mask(path: Path) -> np.ndarray:

@@ -4,7 +4,6 @@ the failure recorded in the scenes layer, the other scenes published, and no out
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pipeline.vectors.gpkg import read_scenes
-from tests.conftest import smooth_image, write_geotiff
+from tests.conftest import smooth_image, tmpfs, write_geotiff
 
 runner = CliRunner()
 
@@ -214,19 +213,11 @@ def _umask() -> int:
     return mask
 
 
-def _tmpfs(path: Path, size: str) -> bool:
-    path.mkdir()
-    if shutil.which("mount") is None:
-        return False
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True).returncode == 0
-
-
 def test_a_disk_that_fills_during_the_run_is_a_message_not_a_signal(tmp_path, tiny_checkpoint):
     disk = tmp_path / "small"
-    if not _tmpfs(disk, "300k"):
-        pytest.skip("needs a small real filesystem: `mount -t tmpfs` is not permitted here (run as root to test)")
-    try:
+    with tmpfs(disk, "300k") as mounted:
+        if not mounted:
+            pytest.skip("needs a small real filesystem: `mount -t tmpfs` is not permitted here (run as root to test)")
         scene = write_geotiff(tmp_path / "s.tif", smooth_image(512, 512))
         # The free-space check is turned off (margin 0): the working arrays of 512 KiB do not fit in 300 KiB.
         env = dict(os.environ, SCENESEG_FREE_SPACE_MARGIN="0")
@@ -237,5 +228,3 @@ def test_a_disk_that_fills_during_the_run_is_a_message_not_a_signal(tmp_path, ti
         text = _one_line(result.stderr)
         assert "Traceback" not in text and "s.tif" in text and "No space left" in text, text
         assert not list((disk / "out").glob("*.tmp*"))
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)

@@ -49,7 +49,8 @@ def test_vectorizing_while_inferring_gives_the_layers_of_the_finished_mask(tmp_p
     assert 0 < stream.started_before_last_region < len(stream.chunks)
     reference = stages.scene_vectorizer(job)
     after = vectorize_scene(store.read, job.scene.grid, classes=reference.classes, settings=reference.settings)
-    for name, frame in layers.items():
+    for name, layer in layers.items():
+        frame = layer.to_frame() if name == "buildings" else layer  # the buildings are staged on disk
         expected = getattr(after, name)
         assert len(frame) == len(expected), name
         assert list(frame.geometry.to_wkb()) == list(expected.geometry.to_wkb()), name

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
+from functools import partial
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -24,7 +26,7 @@ from pipeline.errors import ConfigError, SceneReadError
 from pipeline.grid import GeoGrid, Region
 from pipeline.vectors.centerlines import merge_centerlines, skeleton_lines
 from pipeline.vectors.instances import BOUNDARY, CONTACT, USER_CLASSES, separate_buildings
-from pipeline.vectors.layers import VectorLayers
+from pipeline.vectors.layers import Layer, VectorLayers
 from pipeline.vectors.polygonize import (
     ChunkPolygons,
     chunk_regions,
@@ -40,6 +42,9 @@ from pipeline.vectors.polygons import (
     ground_areas_m2,
     ground_lengths_m,
 )
+
+if TYPE_CHECKING:
+    from pipeline.vectors.spool import BuildingSpool
 
 __all__ = ["VectorSettings", "ChunkVectors", "SceneVectorizer", "ReadChunk", "vectorize_scene"]
 
@@ -90,6 +95,11 @@ def _frame(
     return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=crs), crs=crs)
 
 
+def building_frame(geoms: np.ndarray, scores: np.ndarray, crs: CRS) -> gpd.GeoDataFrame:
+    """The buildings layer's frame of footprints in ``crs`` and their scores."""
+    return _frame("building", geoms, scores, "area_m2", ground_areas_m2(geoms, crs), crs)
+
+
 @dataclass(frozen=True)
 class ChunkVectors:
     """What one chunk contributes to the scene's layers.
@@ -108,6 +118,11 @@ class ChunkVectors:
     building_scores: np.ndarray
     building_keys: np.ndarray
     lines: np.ndarray
+
+    def without_buildings(self) -> ChunkVectors:
+        """This contribution with its finished buildings taken out (once they are staged on disk)."""
+        return replace(self, buildings=self.buildings[:0], building_scores=self.building_scores[:0],
+                       building_keys=self.building_keys[:0])
 
 
 class SceneVectorizer:
@@ -208,22 +223,31 @@ class SceneVectorizer:
         )
         return apply_affine(cleaned, self.frame.to_crs), scores[index], index
 
-    def finish(self, chunks: Iterable[ChunkVectors]) -> VectorLayers:
-        """Stitch, clean and assemble the layers from every chunk's contribution."""
+    def finish(self, chunks: Iterable[ChunkVectors], spool: BuildingSpool | None = None) -> VectorLayers:
+        """Stitch, clean and assemble the layers from every chunk's contribution.
+
+        With a ``spool``, the buildings are staged there (those the chunks still carry and the stitched
+        ones) and the buildings layer is read back from it in batches; the features are the same.
+        """
         chunks = list(chunks)
         crs = self.crs
         stitched = stitch(c.pieces for c in chunks)
 
         b = stitched.of_class(self.building_id)
         b_geoms, b_scores, keep = self._clean_buildings(b.geometries, b.scores)
-        b_geoms = np.concatenate([b_geoms, *(c.buildings for c in chunks)])
-        b_scores = np.concatenate([b_scores, *(c.building_scores for c in chunks)])
-        keys = np.concatenate(
-            [sort_keys(b.geometries[keep], b.pixel_counts[keep]), *(c.building_keys for c in chunks)]
-        )
-        order = key_order(keys)
-        b_geoms, b_scores = b_geoms[order], b_scores[order]
-        buildings = _frame("building", b_geoms, b_scores, "area_m2", ground_areas_m2(b_geoms, crs), crs)
+        b_keys = sort_keys(b.geometries[keep], b.pixel_counts[keep])
+        buildings: Layer
+        if spool is None:
+            b_geoms = np.concatenate([b_geoms, *(c.buildings for c in chunks)])
+            b_scores = np.concatenate([b_scores, *(c.building_scores for c in chunks)])
+            order = key_order(np.concatenate([b_keys, *(c.building_keys for c in chunks)]))
+            buildings = building_frame(b_geoms[order], b_scores[order], crs)
+        else:
+            for i, c in enumerate(chunks):
+                if len(c.buildings):
+                    spool.put(i, c.buildings, c.building_scores, c.building_keys)
+            spool.put("stitched", b_geoms, b_scores, b_keys)
+            buildings = spool.layer(partial(building_frame, crs=crs))
 
         tolerance_m, frame = self.tolerance_m, self.frame
         r = stitched.of_class(self.road_id)

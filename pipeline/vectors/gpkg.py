@@ -47,7 +47,7 @@ from shapely.geometry.base import BaseGeometry
 
 from pipeline.errors import OutputError, SceneSegError
 from pipeline.files import process_alive
-from pipeline.vectors.layers import FEATURE_LAYERS, SCENE_COLUMNS, SCENES_LAYER, VectorLayers
+from pipeline.vectors.layers import FEATURE_LAYERS, SCENE_COLUMNS, SCENES_LAYER, VectorLayers, frame_batches
 from pipeline.vectors.styles import write_default_styles
 
 __all__ = [
@@ -207,10 +207,10 @@ def _scene_frame(record: SceneRecord, counts: dict[str, int], target: CRS) -> gp
     return gpd.GeoDataFrame(pd.DataFrame([row])[_RECORD_COLUMNS], geometry=geometry, crs=target)
 
 
-def _write(frame: gpd.GeoDataFrame, path: Path, layer: str) -> None:
+def _write(frame: gpd.GeoDataFrame, path: Path, layer: str, append: bool = False) -> None:
     pyogrio.write_dataframe(
         frame, path, layer=layer, driver="GPKG", geometry_type=_GEOMETRY_TYPES[layer], promote_to_multi=False,
-        use_arrow=_USE_ARROW and not frame.empty,
+        use_arrow=_USE_ARROW and not frame.empty, append=append,
         dataset_options=None if path.exists() else {"VERSION": GPKG_VERSION},
     )
 
@@ -406,10 +406,12 @@ def publish_scene(
                                     driver="GPKG", geometry_type=_GEOMETRY_TYPES[name], append=True)
             existing = layer_crs(path)
         for name in _FEATURE_COLUMNS:
-            frame = frames.get(name)
-            if frame is None:
-                frame = _typed_empty(name, existing[name])
-            _write(_feature_frame(name, frame, scene_record, existing[name]), stage, name)
+            layer = frames.get(name)
+            if layer is None:
+                layer = _typed_empty(name, existing[name])
+            # A layer staged on disk arrives in batches: the first creates the stage's layer, the rest append.
+            for i, frame in enumerate(frame_batches(layer)):
+                _write(_feature_frame(name, frame, scene_record, existing[name]), stage, name, append=i > 0)
         _write(_scene_frame(scene_record, counts, existing[SCENES_LAYER]), stage, SCENES_LAYER)
         _check_complete(stage, path)
         _commit_staged(path, stage, scene_record.scene_id, timeout)

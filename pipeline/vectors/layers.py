@@ -8,10 +8,12 @@ lines); once a scene is published they also carry the scene columns (:data:`SCEN
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Union
 
 import geopandas as gpd
+import pandas as pd
 
 __all__ = [
     "LayerSchema",
@@ -20,6 +22,9 @@ __all__ = [
     "CLASS_LAYERS",
     "SCENES_LAYER",
     "SCENE_COLUMNS",
+    "LayerBatches",
+    "Layer",
+    "frame_batches",
     "VectorLayers",
 ]
 
@@ -52,17 +57,61 @@ SCENE_COLUMNS: tuple[str, ...] = ("scene_id", "model", "run_id", "created_at")
 
 
 @dataclass(frozen=True)
+class LayerBatches:
+    """A layer read in batches, for one too big to hold at once (a scene's buildings staged on disk).
+
+    ``read(start, stop)`` returns rows [start, stop) as a GeoDataFrame with the layer's columns;
+    ``columns`` are constant columns added to every batch (what ``GeoDataFrame.assign`` does to a frame).
+    """
+
+    length: int
+    read: Callable[[int, int], gpd.GeoDataFrame]
+    columns: Mapping[str, Any] = field(default_factory=dict)
+    batch_size: int = 50_000
+
+    def __len__(self) -> int:
+        return self.length
+
+    def assign(self, **columns: Any) -> LayerBatches:
+        return replace(self, columns={**self.columns, **columns})
+
+    def batches(self) -> Iterator[gpd.GeoDataFrame]:
+        """The rows in order, ``batch_size`` at a time; one empty frame for an empty layer."""
+        for start in range(0, max(self.length, 1), self.batch_size):
+            yield self.read(start, min(start + self.batch_size, self.length)).assign(**self.columns)
+
+    def to_frame(self) -> gpd.GeoDataFrame:
+        """The whole layer in memory (for small scenes and tests)."""
+        parts = list(self.batches())
+        return parts[0] if len(parts) == 1 else gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
+
+
+#: A layer held in memory or read in batches.
+Layer = Union[gpd.GeoDataFrame, LayerBatches]
+
+
+def frame_batches(layer: Layer) -> Iterator[gpd.GeoDataFrame]:
+    """A layer as frames in order: itself when in memory, else its batches (at least one frame)."""
+    if isinstance(layer, LayerBatches):
+        yield from layer.batches()
+    else:
+        yield layer
+
+
+@dataclass(frozen=True)
 class VectorLayers:
     """The vector layers of one scene, in the scene CRS, with the columns of :data:`FEATURE_LAYERS`.
 
-    Scene-level columns are added by :meth:`with_attributes`.
+    Scene-level columns are added by :meth:`with_attributes`. The buildings of a scene vectorized by the
+    pipeline are :class:`LayerBatches` staged on disk (``pipeline.vectors.spool``); ``frame_batches``
+    reads either kind.
     """
 
-    buildings: gpd.GeoDataFrame
+    buildings: Layer
     roads: gpd.GeoDataFrame
     road_centerlines: gpd.GeoDataFrame
 
-    def items(self) -> Iterator[tuple[str, gpd.GeoDataFrame]]:
+    def items(self) -> Iterator[tuple[str, Layer]]:
         for name in LAYER_NAMES:
             yield name, getattr(self, name)
 

@@ -2,6 +2,8 @@
 
 The inference loop reports each region of the mask that is final; :class:`ChunkStream` starts a chunk's
 work (``SceneVectorizer.chunk``) in a background process as soon as every pixel of its window is final.
+With a :class:`~pipeline.vectors.spool.BuildingSpool`, each chunk's finished buildings go to disk as soon as
+the chunk is back, so the scene's memory does not grow with its buildings.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 
 from pipeline.grid import Region
 from pipeline.vectors.assemble import ChunkVectors, ReadChunk, SceneVectorizer
+from pipeline.vectors.spool import BuildingSpool
 
 __all__ = ["ChunkStream"]
 
@@ -36,20 +39,24 @@ class ChunkStream:
     working store of this one.
     """
 
-    def __init__(self, vectorizer: SceneVectorizer, *, processes: bool = True):
+    def __init__(self, vectorizer: SceneVectorizer, *, processes: bool = True, spool: BuildingSpool | None = None):
         self.vectorizer = vectorizer
+        #: Where finished buildings are staged as chunks come back (None: they stay in the chunks).
+        self.spool = spool
         self.chunks = vectorizer.windows()
         # A single chunk is only ready when the whole mask is: nothing to overlap, no process to start.
         self.processes = processes and len(self.chunks) > 1
         self._remaining = [window.size for _, window in self.chunks]
         self._seen: set[Region] = set()
-        self._futures: dict[int, Future[ChunkVectors]] = {}
+        self._futures: dict[int, Future[ChunkVectors]] = {}  # started, not yet collected
+        self._collected: dict[int, ChunkVectors] = {}
         self._read: ReadChunk | None = None
         self._pool: Executor | None = None
         self._step = vectorizer.settings.chunk_size
         self._cols = -(-vectorizer.shape.cols // self._step)
         self._halo = vectorizer.halo_px
         self._unseen_px = vectorizer.shape.size
+        self._started = 0
         #: Chunks started before the last region of the mask came in: the vector work that ran
         #: alongside inference.
         self.started_before_last_region = 0
@@ -69,6 +76,21 @@ class ChunkStream:
         core, window = self.chunks[i]
         return _chunk_task(self.vectorizer, core, window, self._read)
 
+    def _collect(self, i: int, result: ChunkVectors) -> ChunkVectors:
+        """Keep chunk ``i``'s result, its buildings staged in the spool when there is one."""
+        if self.spool is not None:
+            self.spool.put(i, result.buildings, result.building_scores, result.building_keys)
+            result = result.without_buildings()
+        self._collected[i] = result
+        self._futures.pop(i, None)
+        return result
+
+    def _drain(self) -> None:
+        """Collect the chunks that came back without error (errors are raised by :meth:`results`)."""
+        for i, future in list(self._futures.items()):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._collect(i, future.result())
+
     def final(self, region: Region) -> None:
         """``region`` of the mask is final: start every chunk whose window it completes."""
         if self._read is None:
@@ -78,7 +100,7 @@ class ChunkStream:
         self._seen.add(region)
         self._unseen_px -= region.intersection(Region.of_shape(self.vectorizer.shape)).size
         if self._unseen_px == 0:
-            self.started_before_last_region = len(self._futures)
+            self.started_before_last_region = self._started
         # The chunk rows and columns whose windows (core +- halo) can reach the region.
         step, h, n_rows = self._step, self._halo, len(self.chunks) // self._cols
         rows = range(max(0, (region.row - h) // step), min(n_rows, (region.row_stop + h - 1) // step + 1))
@@ -93,20 +115,27 @@ class ChunkStream:
                 if self._remaining[i] == 0:
                     core, window = self.chunks[i]
                     self._futures[i] = self._pool.submit(_chunk_task, self.vectorizer, core, window, self._read)
+                    self._started += 1
+        if self.spool is not None:
+            self._drain()
 
     @property
     def started_chunks(self) -> int:
-        """Chunks handed to the thread so far."""
-        return len(self._futures)
+        """Chunks handed to the background so far."""
+        return self._started
 
     def results(self) -> list[ChunkVectors]:
         """Every chunk's contribution in raster order; chunks never completed are read and run now."""
         if self._read is None:
             raise RuntimeError("ChunkStream.start() must come before results()")
         try:
-            return [
-                self._futures[i].result() if i in self._futures else self._run(i) for i in range(len(self.chunks))
-            ]
+            out = []
+            for i in range(len(self.chunks)):
+                if i in self._collected:
+                    out.append(self._collected[i])
+                else:
+                    out.append(self._collect(i, self._futures[i].result() if i in self._futures else self._run(i)))
+            return out
         finally:
             self.close()
 
