@@ -13,15 +13,25 @@ peak RSS (``ru_maxrss``) is its own:
 * ``tiler``: ``Tiler`` with its documented reflect padding + ``Merger`` with a Hann window.
 
 Peers start from the normalized image already in memory; their timing covers tiling, the forward
-passes, merging and the argmax. Every method uses fp32 on one device, so agreement measures tiling and
-blending alone: the share of pixels whose argmax class equals the reference's.
+passes, merging and the argmax. Agreement is the share of pixels whose argmax class equals the
+reference's (fp32 always).
+
+Each ``--precisions`` entry is one round of every method:
+
+* ``default``: sceneseg at its defaults (``--precision auto``: bf16 where the CPU or GPU has it natively,
+  fp32 elsewhere; channels_last on CPU), the peers as their documentation uses them (fp32, NCHW).
+* ``bf16``: every method under bf16 autocast. On a CPU without native bf16 (no ``amx_bf16`` or
+  ``avx512_bf16`` in ``lscpu``) bf16 is emulated and slow for every method: the round is skipped, with
+  the reason, unless ``--precisions bf16`` is asked for alone.
+* ``fp32``: every method in fp32 (sceneseg too), which isolates tiling and blending.
 
 Peers are optional and not dependencies of sceneseg; a missing one is reported as "not installed".
 Install them without letting pip touch torch (see bench/README.md):
 
     .venv/bin/pip install --no-deps pytorch-toolbelt==0.8.0 tiler opencv-python-headless tqdm
 
-    python bench/peers.py                  # 2048 x 2048
+    python bench/peers.py                  # 2048 x 2048, rounds "default" and "bf16"
+    python bench/peers.py --precisions fp32
     python bench/peers.py --quick          # 512 x 512, not recorded
 """
 
@@ -47,6 +57,7 @@ import numpy as np
 from pipeline.config import DEFAULTS
 
 METHODS = ("reference", "sceneseg", "sceneseg-blocks", "pytorch-toolbelt", "tiler")
+PRECISIONS = ("default", "bf16", "fp32")
 QUICK_SIZE = 512
 # Small, so that the warm-up forward does not set a process's peak RSS before the timed part starts.
 WARM_UP_SIDE = 64
@@ -64,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overlap", type=int, default=None, help="Tile overlap [default: the checkpoint's].")
     parser.add_argument("--block-size", type=int, default=DEFAULTS["block_size"], help="sceneseg block side in pixels.")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--precisions", nargs="+", default=["default", "bf16"], choices=PRECISIONS,
+                        help="Rounds of every method (see the module docstring).")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -130,10 +144,20 @@ def _load(args: argparse.Namespace):
     return model, card, device, (raw - mean) / std
 
 
-def _probabilities(model, x, activation: str):
+def _forward(args, model, x):
+    """The model's logits as fp32, under bf16 autocast in the bf16 round (peers' fp32 otherwise)."""
     import torch
 
-    logits = model(x).float()
+    if args.precision != "bf16":
+        return model(x).float()
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        return model(x).float()
+
+
+def _probabilities(args, model, x, activation: str):
+    import torch
+
+    logits = _forward(args, model, x)
     return torch.softmax(logits, 1) if activation == "softmax" else torch.sigmoid(logits)
 
 
@@ -163,7 +187,7 @@ def run_toolbelt(args, model, card, device, image) -> tuple[np.ndarray, int]:
         for start in range(0, len(tiles), args.batch_size):
             batch = np.stack(tiles[start : start + args.batch_size]).transpose(0, 3, 1, 2)
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
-            probs = _probabilities(model, x, card.activation)
+            probs = _probabilities(args, model, x, card.activation)
             merger.integrate_batch(probs, slicer.crops[start : start + args.batch_size])
         merged = merger.merge().argmax(0).to(torch.uint8).cpu().numpy()
     return slicer.crop_to_orignal_size(merged), len(tiles)
@@ -186,7 +210,7 @@ def run_tiler(args, model, card, device, image) -> tuple[np.ndarray, int]:
     with torch.inference_mode():
         for batch_id, batch in tiler(padded, batch_size=args.batch_size):
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
-            probs = _probabilities(model, x, card.activation).cpu().numpy()
+            probs = _probabilities(args, model, x, card.activation).cpu().numpy()
             merger.add_batch(batch_id, args.batch_size, probs)
     merged = merger.merge(extra_padding=padding[1:], argmax=True)
     return merged.astype(np.uint8), len(tiler)
@@ -198,10 +222,11 @@ PEER_RUNNERS = {"reference": run_reference, "pytorch-toolbelt": run_toolbelt, "t
 def _sceneseg_config(args):
     from pipeline.config import SegmentConfig
 
-    # fp32 as the peers use, so that agreement compares tiling and blending, not arithmetic.
+    # The same model, tiles, overlap and batch as the peers; the precision of the round.
+    precision = DEFAULTS["precision"] if args.precision == "default" else args.precision
     return SegmentConfig(model=str(args.model), tile_size=args.tile, overlap=args.overlap,
                          block_size=args.block_size, batch_size=args.batch_size, device=args.device,
-                         precision="fp32", overwrite=True)
+                         precision=precision, overwrite=True)
 
 
 Run = Callable[[], tuple[np.ndarray | Path, int, dict]]
@@ -292,12 +317,13 @@ def worker(args: argparse.Namespace) -> None:
 # Parent side
 
 
-def run_worker(method: str, args: argparse.Namespace, scene: Path, model: Path, tile: int,
+def run_worker(method: str, precision: str, args: argparse.Namespace, scene: Path, model: Path, tile: int,
                overlap: int) -> dict:
-    """Run ``method`` in a fresh process; its numbers, or why it failed."""
-    result = args.work_dir / f"peers-{args.size}-{method}.npy"
+    """Run ``method`` in a fresh process in the round ``precision``; its numbers, or why it failed."""
+    result = args.work_dir / f"peers-{args.size}-{method}-{precision}.npy"
     command = [
-        sys.executable, __file__, "--worker", method, "--scene", str(scene), "--result", str(result),
+        sys.executable, __file__, "--worker", method, "--precision", precision, "--scene", str(scene),
+        "--result", str(result),
         "--model", str(model), "--device", args.device, "--batch-size", str(args.batch_size),
         "--tile", str(tile), "--overlap", str(overlap), "--block-size", str(args.block_size),
         "--work-dir", str(args.work_dir),
@@ -324,28 +350,49 @@ def main(argv: list[str] | None = None) -> None:
     overlap = args.overlap if args.overlap is not None else 2 * card.context_margin
     scene = common.synthetic_scene(args.work_dir, args.size, args.seed)
 
-    results: dict[str, dict] = {}
-    for method in args.methods:
-        reason = missing_peer(method)
-        if reason:
-            results[method] = {"status": reason}
-            continue
-        print(f"running {method} ...", file=sys.stderr)
-        results[method] = run_worker(method, args, scene.path, model.path, tile, overlap)
-        print(f"{method}: {results[method]}", file=sys.stderr)
+    from models.device import NATIVE_BF16_FLAGS, choose_precision, cpu_flags, resolve_device
 
-    reference = results.get("reference", {})
-    ref_mask = np.load(reference["mask"]) if reference.get("status") == "ok" else None
-    for method, res in results.items():
-        if res.get("status") != "ok":
+    device = resolve_device(args.device)
+    native = device.type == "cuda" or bool(NATIVE_BF16_FLAGS & cpu_flags())
+    default_dtype, default_reason = choose_precision(device, DEFAULTS["precision"])
+    rounds: dict[str, dict[str, dict]] = {}
+    skipped: dict[str, str] = {}
+    reference: dict = {}
+    if "reference" in args.methods:
+        print("running reference (fp32) ...", file=sys.stderr)
+        reference = run_worker("reference", "fp32", args, scene.path, model.path, tile, overlap)
+    for precision in args.precisions:
+        if precision == "bf16" and not native and args.precisions != ["bf16"]:
+            skipped[precision] = ("this CPU has no native bf16 (neither amx_bf16 nor avx512_bf16): autocast "
+                                  "emulates it, slower for every method; ask for --precisions bf16 alone to run it")
             continue
-        res["mpx_per_s"] = round(args.size**2 / res["seconds"] / 1e6, 4)
-        mask = np.load(res.pop("mask"))
-        if method == "reference":
-            continue
-        if ref_mask is not None and mask.shape == ref_mask.shape:
-            res["agreement_with_reference"] = round(float(np.mean(mask == ref_mask)), 6)
-        res["tile_overhead"] = round(res["tiles"] * tile * tile / args.size**2, 4)
+        results = rounds[precision] = {}
+        for method in (m for m in args.methods if m != "reference"):
+            reason = missing_peer(method)
+            if reason:
+                results[method] = {"status": reason}
+                continue
+            print(f"running {method} ({precision}) ...", file=sys.stderr)
+            results[method] = run_worker(method, precision, args, scene.path, model.path, tile, overlap)
+            print(f"{method} ({precision}): {results[method]}", file=sys.stderr)
+
+    ref_mask = np.load(reference.pop("mask")) if reference.get("status") == "ok" else None
+    if reference.get("status") == "ok":
+        reference["mpx_per_s"] = round(args.size**2 / reference["seconds"] / 1e6, 4)
+    for results in rounds.values():
+        for method, res in results.items():
+            if res.get("status") != "ok":
+                continue
+            res["mpx_per_s"] = round(args.size**2 / res["seconds"] / 1e6, 4)
+            mask = np.load(res.pop("mask"))
+            if ref_mask is not None and mask.shape == ref_mask.shape:
+                res["agreement_with_reference"] = round(float(np.mean(mask == ref_mask)), 6)
+            res["tile_overhead"] = round(res["tiles"] * tile * tile / args.size**2, 4)
+        ours = results.get("sceneseg", {})
+        if ours.get("status") == "ok":
+            speedup = {peer: round(results[peer]["seconds"] / ours["seconds"], 3)
+                           for peer in ("pytorch-toolbelt", "tiler") if results.get(peer, {}).get("status") == "ok"}
+            results["sceneseg"]["speedup_over"] = speedup
 
     output = {
         "benchmark": "peers",
@@ -353,21 +400,34 @@ def main(argv: list[str] | None = None) -> None:
         "model": {"path": str(model.path), "description": model.description, "untrained": model.untrained},
         "image": {"path": str(scene.path), "size": args.size, "seed": args.seed},
         "settings": {"tile": tile, "overlap": overlap, "batch_size": args.batch_size, "device": args.device,
-                     "precision": "fp32", "block_size": args.block_size},
-        "methods": results,
+                     "block_size": args.block_size,
+                     "sceneseg_default_precision": "bf16" if default_dtype is not None else "fp32",
+                     "why": default_reason},
+        "reference": reference,
+        "rounds": rounds,
+        "skipped_rounds": skipped,
+        "target_speedup": 2.0,
         "quick": args.quick,
     }
     parts = []
-    for method, res in results.items():
-        if res.get("status") != "ok":
-            parts.append(f"{method}: {res['status']}")
-            continue
-        agree = res.get("agreement_with_reference")
-        extra = f", {res['tiles']} tiles, agreement {agree:.5f}" if agree is not None else ""
-        parts.append(f"{method}: {res['seconds']:.1f} s, peak RSS {res['peak_rss_mib']:.0f} MiB "
-                     f"(baseline {res['baseline_rss_mib']:.0f}){extra}")
-    key = (f"{args.size}^2, tile {tile}/overlap {overlap}, batch {args.batch_size}, fp32; "
-           f"{model.description}. " + "; ".join(parts))
+    if reference.get("status") == "ok":
+        parts.append(f"reference (one forward, fp32): {reference['seconds']:.1f} s, peak RSS "
+                     f"{reference['peak_rss_mib']:.0f} MiB")
+    for precision, results in rounds.items():
+        for method, res in results.items():
+            if res.get("status") != "ok":
+                parts.append(f"{method} [{precision}]: {res['status']}")
+                continue
+            agree = res.get("agreement_with_reference")
+            extra = f", {res['tiles']} tiles, agreement {agree:.5f}" if agree is not None else ""
+            speed = res.get("speedup_over")
+            extra += ("; speed-up " + ", ".join(f"x{v} over {k}" for k, v in speed.items())) if speed else ""
+            parts.append(f"{method} [{precision}]: {res['seconds']:.1f} s, peak RSS {res['peak_rss_mib']:.0f} MiB "
+                         f"(baseline {res['baseline_rss_mib']:.0f}){extra}")
+    parts += [f"round {p} skipped: {why}" for p, why in skipped.items()]
+    key = (f"{args.size}^2, tile {tile}/overlap {overlap}, batch {args.batch_size}; sceneseg default precision "
+           f"{output['settings']['sceneseg_default_precision']} ({default_reason}); {model.description}. "
+           + "; ".join(parts))
     common.finish(args, "peers.py", output, key)
 
 

@@ -110,6 +110,31 @@ def test_resume_refuses_a_state_of_different_settings(two_epochs, split):
         train(changed, *split, progress=False)
 
 
+def test_init_fine_tunes_from_a_checkpoint_with_its_weights_and_normalization(two_epochs, split, tmp_path):
+    config, result = two_epochs
+    start = load_checkpoint(result.checkpoint)
+    # One step at a learning rate too small to move a weight: what is saved is where the run started.
+    tuned = TrainConfig(**{**TINY, "seed": 4, "lr": 1e-12, "warmup_steps": 0, "steps_per_epoch": 1},
+                        epochs=1, init=result.checkpoint, out=tmp_path / "tuned.pt")
+    done = load_checkpoint(train(tuned, *split, progress=False).checkpoint)
+    assert done.card.mean == start.card.mean and done.card.std == start.card.std
+    # Weights, not batch-norm running statistics (a training step updates those whatever the lr).
+    for (name, a), b in zip(start.model.named_parameters(), done.model.parameters()):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=name)
+    # A fresh run of the same seed starts elsewhere: the init is what made them equal.
+    fresh = load_checkpoint(train(tuned.model_copy(update={"init": None, "out": tmp_path / "fresh.pt"}),
+                                  *split, progress=False).checkpoint)
+    assert not torch.equal(fresh.model.head.weight, start.model.head.weight)
+
+
+def test_init_refuses_a_checkpoint_of_another_model(two_epochs, split, tmp_path):
+    _, result = two_epochs
+    other = TrainConfig(**{**TINY, "arch_kwargs": {"base_channels": 8, "depth": 2}}, epochs=1,
+                        init=result.checkpoint, out=tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="start from a checkpoint of the same model"):
+        train(other, *split, progress=False)
+
+
 def test_early_stopping_after_patience_epochs_without_improvement(split, tmp_path):
     # One building in the top-left corner, none in the validation band: the validation IoU is 0 at every
     # epoch, so no epoch after the first improves on it.

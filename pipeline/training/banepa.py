@@ -310,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scratch", action="store_true", help="Encoder from random weights (comparison).")
     parser.add_argument("--resume", action="store_true", help="Continue from <work>/buildings.last.pt.")
+    parser.add_argument("--init", type=Path, help="Fine-tune: start from this checkpoint's weights "
+                        "(e.g. the shipped model) with a fresh schedule.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of tile sampling and augmentation "
+                        "(give a fine-tuning run another one, so it sees other crops).")
+    parser.add_argument("--lr", type=float, help="Peak learning rate of the decoder [default: the recipe's].")
+    parser.add_argument("--encoder-lr", type=float, help="Peak learning rate of the encoder [default: the recipe's].")
     parser.add_argument(
         "--tune-only", action="store_true",
         help="Skip training: tune the separation and score the test row with <work>/buildings.pt as it is.",
@@ -325,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%d training, %d validation, %d test tiles", len(train_src), len(val_src), len(test_src))
     val_scene = load_row(args.data, VAL_ROWS[0])
     config = buildings_config(args.work / "buildings.pt", args.epochs, args.steps_per_epoch, not args.scratch)
-    config = config.model_copy(update={"resume": args.resume})
+    overrides = {"resume": args.resume, "seed": args.seed, "init": args.init,
+                 **{k: v for k, v in (("lr", args.lr), ("encoder_lr", args.encoder_lr)) if v is not None}}
+    config = TrainConfig.model_validate({**config.model_dump(), **overrides})
     history_path = args.work / "history.json"
     history: list[dict[str, Any]] = []
     if args.resume and history_path.is_file():  # a resumed run continues its history

@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.augment import Augment
-from models.checkpoint import ModelCard, save_checkpoint
+from models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from models.device import autocast, resolve_device
 from models.factory import create_model, size_multiple
 from models.losses import SegmentationLoss, confusion_counts, iou_and_dice_per_class
@@ -118,6 +118,10 @@ class TrainConfig(BaseModel):
         None, description="Boundary and contact widths in metres (classes building_boundary, building_contact)."
     )
     channels_last: bool = Field(False, description="Train in channels-last memory format (faster on CPU).")
+    init: Path | None = Field(
+        None, description="Start from this checkpoint's weights and band statistics (fine-tuning; same "
+        "architecture, classes and bands) instead of a fresh or pretrained model.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -267,6 +271,21 @@ def _load_state(path: Path, config: TrainConfig) -> dict[str, Any]:
 def training_gsd_m(sources: Sequence[TrainingSource]) -> float:
     """The median ground sample distance (metres per pixel) of the training scenes: what the card records."""
     return float(np.median([GroundFrame.for_grid(open_scene(s.image).grid).pixel_size_m for s in sources]))
+
+
+def _init_checkpoint(config: TrainConfig):
+    """The checkpoint ``config.init`` names, checked to fit the run (architecture, classes, bands)."""
+    start = load_checkpoint(config.init)
+    card = start.card
+    mine = (config.arch, config.full_arch_kwargs, list(config.classes), list(config.bands))
+    theirs = (card.arch, dict(card.arch_kwargs), list(card.classes), list(card.bands))
+    if mine != theirs:
+        raise ConfigError(
+            f"init checkpoint {config.init} is {card.arch} {dict(card.arch_kwargs)} with classes {card.classes} "
+            f"and bands {card.bands}; this run trains {config.arch} {config.full_arch_kwargs} with classes "
+            f"{config.classes} and bands {config.bands}: start from a checkpoint of the same model, or drop init"
+        )
+    return start
 
 
 def _card(config: TrainConfig, mean: list[float], std: list[float], record: dict[str, Any]) -> ModelCard:
@@ -449,14 +468,21 @@ def _train(
     train_scenes = [SceneData(s, config.classes, config.bands, targets=targets) for s in sources_train]
     val_scenes = [SceneData(s, config.classes, config.bands, targets=targets) for s in sources_val]
     state = _load_state(last_path, config) if config.resume and last_path.is_file() else None
+    start = _init_checkpoint(config) if config.init is not None and state is None else None
     if state is not None:
         mean, std = list(state["mean"]), list(state["std"])
+    elif start is not None:  # the normalization the weights were trained with
+        mean, std = list(start.card.mean), list(start.card.std)
     else:
         mean, std = band_stats(train_scenes, config.tile_size, config.stats_tiles, config.seed)
 
     # Pretrained weights only for a fresh model; the card keeps arch_kwargs without them.
-    extra = {"pretrained": True} if config.pretrained and state is None else {}
-    model = create_model(config.arch, **config.full_arch_kwargs, **extra).to(device)
+    extra = {"pretrained": True} if config.pretrained and state is None and start is None else {}
+    model = create_model(config.arch, **config.full_arch_kwargs, **extra)
+    if start is not None:
+        model.load_state_dict(start.model.state_dict())
+        log.info("starting from the weights of %s", config.init)
+    model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
