@@ -89,6 +89,9 @@ class MBConv(nn.Module):
     The residual is added when the block keeps stride 1 and its channel count.
     """
 
+    #: forward applies each BatchNorm right after its convolution (see ``models.fuse``).
+    CONV_BN_PAIRS = (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
+
     def __init__(self, in_channels: int, out_channels: int, expand: int, kernel: int, stride: int) -> None:
         super().__init__()
         mid = in_channels * expand
@@ -113,6 +116,8 @@ class MBConv(nn.Module):
 
 class EfficientNetLite0Encoder(nn.Module):
     """The Lite0 stem and 16 MBConv blocks (no head): features at strides 2, 4, 8, 16, 32."""
+
+    CONV_BN_PAIRS = (("_conv_stem", "_bn0"),)
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()

@@ -134,3 +134,36 @@ def test_auto_precision_is_bf16_where_the_cpu_has_it_and_fp32_elsewhere():
     assert choose_precision(cpu, "fp32", flags=amx)[0] is None
     assert choose_precision(cpu, "bf16", flags=zen3)[0] == torch.bfloat16
     assert choose_precision(torch.device("cuda"), "auto", flags=zen3)[0] == torch.bfloat16
+
+
+@pytest.mark.parametrize(("arch", "kwargs"), [("unet", {"base_channels": 4, "depth": 3}),
+                                              ("unetpp", {"base_channels": 4, "depth": 2}),
+                                              ("effunet-lite0", {"decoder_channels": [16, 8, 8, 8, 8]})])
+def test_folding_batchnorm_leaves_no_batchnorm_and_the_same_logits(arch, kwargs) -> None:
+    import copy
+
+    from models.fuse import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = create_model(arch, in_channels=3, num_classes=4, **kwargs)
+    model.train()
+    with torch.no_grad():  # running statistics far from the initial 0 / 1
+        for _ in range(3):
+            model(torch.randn(2, 3, 64, 64) * 3 + 1)
+    model.eval()
+    folded = copy.deepcopy(model)
+    batchnorms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert fold_batchnorm(folded) == batchnorms > 0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_the_predictor_runs_the_folded_model(tiny_checkpoint) -> None:
+    from pipeline.raster.infer import InferenceSettings, Predictor
+    from models.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    predictor = Predictor(loaded.model, loaded.card.activation, InferenceSettings(device="cpu"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.model.modules())

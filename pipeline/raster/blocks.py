@@ -20,7 +20,7 @@ from pipeline.raster.infer import InferenceSettings, get_predictor
 from pipeline.raster.read import SceneReader
 from pipeline.raster.scene import configure_gdal
 
-__all__ = ["BlockJob", "BlockOutput", "process_block", "cut_tiles"]
+__all__ = ["BlockJob", "BlockOutput", "process_block", "tile_views"]
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ class BlockOutput:
     tiles: int
 
 
-def cut_tiles(image: np.ndarray, block: Block) -> np.ndarray:
-    """Stack the block's tiles ``(n, bands, T, T)`` out of its extent image ``(bands, rows, cols)``."""
-    return np.stack([image[:, rows, cols] for rows, cols in (t.slices_in(block.extent) for t in block.tiles)])
+def tile_views(image: np.ndarray, block: Block) -> list[np.ndarray]:
+    """The block's tiles ``(bands, T, T)`` as views of its extent image ``(bands, rows, cols)`` (no copy)."""
+    return [image[:, rows, cols] for rows, cols in (t.slices_in(block.extent) for t in block.tiles)]
 
 
 _readers: dict[tuple, SceneReader] = {}
@@ -67,6 +67,23 @@ def _reader(job: BlockJob) -> SceneReader:
                 _readers.pop(next(iter(_readers))).close()
             _readers[key] = SceneReader(job.scene_path, list(job.bands), list(job.mean), list(job.std), job.has_mask)
         return _readers[key]
+
+
+_arrays = threading.local()
+
+
+def _accumulator_arrays(classes: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's float64 sums and weights for a block extent of this shape, reused from block to block.
+
+    Safe because nothing outlives ``process_block`` that views them: final units are finalized into new
+    arrays and seam partials are copies (``split_block``). The thread keeps the largest extent it met and
+    hands out views of it (the scene's last row and column of blocks are smaller).
+    """
+    held = getattr(_arrays, "held", None)
+    if held is None or held[0].shape[0] != classes or held[1].shape[0] < rows or held[1].shape[1] < cols:
+        big = (classes, max(rows, held[1].shape[0] if held else 0), max(cols, held[1].shape[1] if held else 0))
+        held = _arrays.held = (np.empty(big, dtype=np.float64), np.empty(big[1:], dtype=np.float64))
+    return held[0][:, :rows, :cols], held[1][:rows, :cols]
 
 
 def worker_inference(settings: InferenceSettings) -> InferenceSettings:
@@ -95,12 +112,14 @@ def process_block(job: BlockJob, index: tuple[int, int]) -> BlockOutput:
     reader = _reader(job)
     image = reader.read(block.extent)
     predictor = get_predictor(job.checkpoint, worker_inference(job.inference))
-    probabilities = predictor.predict(cut_tiles(image, block))
-    del image
-    acc = BlockAccumulator(block.extent, job.num_classes)
+    acc = BlockAccumulator.into(block.extent, *_accumulator_arrays(job.num_classes, block.extent.rows, block.extent.cols))
     window = blend_window(plan.tile_size, plan.overlap)
-    for tile, tile_probs in zip(block.tiles, probabilities, strict=True):
-        acc.add(tile, tile_probs, window)
+    # Each batch is blended as soon as it is out: the block's probabilities are never held all at once.
+    tiles = iter(block.tiles)
+    for probabilities in predictor.predict_batches(tile_views(image, block)):
+        for tile_probs in probabilities:
+            acc.add(next(tiles), tile_probs, window)
+    del image
     valid = reader.valid(block.core) if not block.core.is_empty else None
     finals, partials = split_block(plan, block, acc, valid)
     return BlockOutput(index, finals, partials, len(block.tiles))

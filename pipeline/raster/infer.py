@@ -18,6 +18,7 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.device import Precision, autocast_dtype, resolve_device
+from models.fuse import fold_batchnorm
 from pipeline.errors import ConfigError
 
 __all__ = [
@@ -96,6 +98,7 @@ class Predictor:
         # channels_last on the CPU too: oneDNN's convolutions run NHWC natively (the Lite0 U-Net 0.51 against
         # 0.32 Mpx/s in NCHW, batch 4 of 512^2, 2 threads).
         self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+        fold_batchnorm(model)  # inference only: BatchNorm folded into the convolutions (models.fuse)
         model = model.eval().to(self.device, memory_format=self.memory_format)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -105,32 +108,48 @@ class Predictor:
         self._lock = threading.Lock() if self.device.type == "cuda" else contextlib.nullcontext()
         self._staging: torch.Tensor | None = None
 
-    @torch.inference_mode()
-    def predict(self, tiles: np.ndarray) -> np.ndarray:
+    def predict(self, tiles: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities ``(n, classes, T, T)`` float32 for normalized tiles ``(n, bands, T, T)``."""
-        n = tiles.shape[0]
-        size = self.settings.batch_size
-        outputs: list[np.ndarray] = []
-        for start in range(0, n, size):
-            batch = tiles[start : start + size]
-            if batch.shape[0] < size:
-                pad = np.zeros((size - batch.shape[0], *batch.shape[1:]), dtype=batch.dtype)
-                batch = np.concatenate([batch, pad])
-            outputs.append(self._forward(batch)[: min(size, n - start)])
+        outputs = list(self.predict_batches(tiles))
         return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
 
-    def _to_device(self, batch: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+    @torch.inference_mode()
+    def predict_batches(self, tiles: np.ndarray | Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+        """Probabilities of ``tiles`` (each ``(bands, T, T)``, views are fine) one batch at a time, in order.
+
+        Each batch is packed straight into the layout the model runs in (for channels_last, NHWC, which
+        the tensor then views as NCHW without a copy), padded with zero tiles to the batch size so every
+        forward has one shape. A block's tiles are never stacked whole, nor its probabilities.
+        """
+        size = self.settings.batch_size
+        for start in range(0, len(tiles), size):
+            chunk = tiles[start : start + size]
+            yield self._forward(self._pack(chunk))[: len(chunk)]
+
+    def _pack(self, chunk: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        bands, rows, cols = chunk[0].shape
+        size = self.settings.batch_size
+        if self.memory_format is torch.channels_last:
+            packed = np.zeros((size, rows, cols, bands), dtype=np.float32)
+            for i, tile in enumerate(chunk):
+                packed[i] = tile.transpose(1, 2, 0)
+            return torch.from_numpy(packed).permute(0, 3, 1, 2)
+        packed = np.zeros((size, bands, rows, cols), dtype=np.float32)
+        for i, tile in enumerate(chunk):
+            packed[i] = tile
+        return torch.from_numpy(packed)
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         if self.device.type != "cuda":
-            return x.contiguous(memory_format=self.memory_format)
+            return x
         # A pinned staging buffer, reused (batches have one fixed shape), makes the copy asynchronous;
         # it is safe to refill because each forward ends with a synchronizing copy back to the host.
         if self._staging is None or self._staging.shape != x.shape:
-            self._staging = torch.empty(x.shape, dtype=torch.float32, pin_memory=True)
+            self._staging = torch.empty_like(x, pin_memory=True)  # keeps the channels_last strides
         self._staging.copy_(x)
         return self._staging.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
 
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
+    def _forward(self, batch: torch.Tensor) -> np.ndarray:
         with self._lock:
             x = self._to_device(batch)
             if not self.settings.tta:
