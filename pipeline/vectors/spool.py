@@ -71,7 +71,8 @@ class BuildingSpool:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self._size and (not self.path.exists() or self.path.stat().st_size != self._size):
                 raise OSError(f"the file changed size under the spool (expected {self._size} bytes)")
-            with self.path.open("ab") as fh:
+            # The first part truncates: a file left by a killed run of the stage is not ours to append to.
+            with self.path.open("ab" if self._size else "wb") as fh:
                 fh.write(b"".join(blobs))
         except OSError as exc:
             free = shutil.disk_usage(self.path.parent).free if self.path.parent.exists() else 0
