@@ -263,17 +263,21 @@ def train(
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option(help="Random seed (runs are deterministic on CPU).")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")] = False,
+    init: Annotated[Optional[str], typer.Option(
+        help="Fine-tune: start from this checkpoint or packaged model (e.g. buildings-banepa); its "
+             "architecture, classes, bands and instance targets replace --arch, --classes, --base-channels "
+             "and --depth.")] = None,
 ) -> None:
     """Train a U-Net or U-Net++ on labelled scenes; the checkpoint carries bands, normalization and classes."""
     from pipeline.training.train import train_from_paths
 
     names = [c.strip() for c in classes.split(",") if c.strip()]
+    model = {} if init else {"arch_kwargs": {"base_channels": base_channels, "depth": depth}}
     try:
         result = train_from_paths(
             scenes, labels, out=out, arch=arch, classes=names, class_column=class_column or None,
             epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, tile_size=tile_size,
-            arch_kwargs={"base_channels": base_channels, "depth": depth}, lr=lr, loss=loss, device=device,
-            seed=seed, resume=resume,
+            lr=lr, loss=loss, device=device, seed=seed, resume=resume, init=init, **model,
         )
     except SceneSegError as exc:
         raise _fail(exc) from exc

@@ -189,6 +189,30 @@ def test_train_from_paths_splits_a_single_scene_by_rows(split, tmp_path):
     assert list(result.best["per_class"]) == ["background", "building"]
 
 
+def test_sceneseg_train_init_fine_tunes_the_checkpoints_model_with_its_classes_and_thresholds(split, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tests.conftest import write_tiny_checkpoint
+
+    separation = {"seed_confidence": 0.45, "min_seed_m2": 1.5, "grow_m": 2.0, "min_building_area_m2": 9.0}
+    start = write_tiny_checkpoint(
+        tmp_path / "start.pt", classes=("background", "building", "building_boundary", "building_contact"),
+        boundary_m=1.0, contact_m=1.0, separation=separation,
+    )
+    scene = split[0][0]
+    result = CliRunner().invoke(app, [
+        "train", "--scenes", str(scene.image), "--labels", str(scene.labels), "--out", str(tmp_path / "ft.pt"),
+        "--init", str(start), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--tile-size", "64",
+        "--arch", "unetpp", "--classes", "background,road",  # ignored: the model is the checkpoint's
+    ])
+    assert result.exit_code == 0, result.output
+    before, after = load_checkpoint(start).card, load_checkpoint(tmp_path / "ft.pt").card
+    assert (after.arch, after.arch_kwargs, after.classes, after.bands) == (before.arch, before.arch_kwargs, before.classes, before.bands)
+    assert (after.boundary_m, after.contact_m, after.separation) == (1.0, 1.0, separation)
+    assert Path(after.training["config"]["init"]).resolve() == start.resolve()
+
+
 def test_train_model_flow_runs_under_prefect(prefect_harness, split, tmp_path):
     from flows.train import train_model
 

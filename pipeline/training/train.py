@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.augment import Augment
-from models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from models.checkpoint import ModelCard, find_checkpoint, load_checkpoint, save_checkpoint
 from models.device import autocast, resolve_device
 from models.factory import create_model, size_multiple
 from models.losses import SegmentationLoss, confusion_counts, iou_and_dice_per_class
@@ -288,7 +288,26 @@ def _init_checkpoint(config: TrainConfig):
     return start
 
 
+def init_recipe(checkpoint: str | Path) -> dict[str, Any]:
+    """The TrainConfig fields a fine-tuning run takes from the checkpoint it starts from: the model
+    (architecture, options, classes, bands), its inference tile and context margin, and its instance
+    targets, so the new checkpoint is the same model and post-processes the same way.
+
+    ``checkpoint`` is a path or a packaged name (``buildings-banepa``).
+    """
+    path = find_checkpoint(checkpoint)
+    card = load_checkpoint(path).card
+    kwargs = {k: v for k, v in card.arch_kwargs.items() if k not in ("in_channels", "num_classes")}
+    targets = (InstanceTargets(boundary_m=card.boundary_m, contact_m=card.contact_m or 0.0)
+               if card.boundary_m is not None else None)
+    return {"init": path, "arch": card.arch, "arch_kwargs": kwargs, "classes": list(card.classes),
+            "bands": list(card.bands), "inference_tile_size": card.tile_size,
+            "context_margin": card.context_margin, "instance_targets": targets}
+
+
 def _card(config: TrainConfig, mean: list[float], std: list[float], record: dict[str, Any]) -> ModelCard:
+    # A fine-tuned model keeps the separation thresholds of the one it started from until they are re-tuned.
+    separation = load_checkpoint(config.init).card.separation if config.init is not None else None
     return ModelCard(
         arch=config.arch,
         arch_kwargs=config.full_arch_kwargs,
@@ -303,6 +322,7 @@ def _card(config: TrainConfig, mean: list[float], std: list[float], record: dict
         boundary_m=None if config.instance_targets is None else config.instance_targets.boundary_m,
         contact_m=None if config.instance_targets is None else config.instance_targets.contact_m,
         gsd_m=record["gsd_m"],
+        separation=separation,
     )
 
 
@@ -607,10 +627,15 @@ def train_from_paths(
         layer_classes: Layer name to class name, when each layer is one class.
         val_fraction: Share of rows that validates when scenes are split into bands.
         progress: Show a progress bar.
-        **options: Any other :class:`TrainConfig` field (epochs, tile_size, arch_kwargs, ...).
+        **options: Any other :class:`TrainConfig` field (epochs, tile_size, arch_kwargs, ...). With
+            ``init`` (a checkpoint path or packaged name), the architecture, classes, bands and instance
+            targets are the checkpoint's (:func:`init_recipe`) and ``arch`` and ``classes`` are ignored.
     """
     if not scenes:
         raise ConfigError("give at least one scene to train on")
+    if options.get("init") is not None:  # fine-tuning: the model and its classes are the checkpoint's
+        options = {**options, **init_recipe(options["init"])}
+        arch, classes = options.pop("arch"), options.pop("classes")
     config = TrainConfig(arch=arch, classes=list(classes), out=Path(out), **options)
     spec = LabelSpec(class_column=class_column, layer_classes=layer_classes)
     sources = [TrainingSource(Path(s), Path(labels), spec) for s in scenes]
