@@ -42,8 +42,8 @@ class BuildingSpool:
     """Finished buildings of one scene, on disk under ``path``, in parts that may be put again.
 
     A part is what one chunk (or the stitching) contributes; putting a part again replaces it, so a retried
-    chunk or finish never duplicates a building. The file only grows; it is removed with the working
-    directory, or by :meth:`clear`.
+    chunk or finish never duplicates a building. The file only grows (a replaced part's bytes stay unread);
+    it is removed with the working directory.
     """
 
     def __init__(self, path: str | Path):
@@ -53,12 +53,6 @@ class BuildingSpool:
 
     def __len__(self) -> int:
         return sum(len(p[0]) for p in self._parts.values())
-
-    def clear(self) -> None:
-        """Forget every part and truncate the file."""
-        self._parts.clear()
-        self._size = 0
-        self.path.unlink(missing_ok=True)
 
     def put(self, part: object, geoms: np.ndarray, scores: np.ndarray, keys: np.ndarray) -> None:
         """Stage ``geoms`` (polygons in the CRS) with their scores and sort keys ``(n, 5)`` as ``part``."""
