@@ -64,8 +64,8 @@ from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
 from pipeline.vectors.gpkg import GPKG_NAME, SceneRecord, publish_scene
 from pipeline.vectors.instances import fold_lut
 from pipeline.vectors.layers import VectorLayers
-from pipeline.vectors.spool import BuildingSpool
 from pipeline.vectors.polygons import GroundFrame
+from pipeline.vectors.spool import BuildingSpool
 from pipeline.vectors.stream import ChunkStream
 
 __all__ = [

@@ -86,7 +86,11 @@ def cpu_threads_per_forward(settings: InferenceSettings, concurrent: int | None 
 
 
 class Predictor:
-    """A model on one device that turns normalized tiles into class probabilities."""
+    """A model on one device that turns normalized tiles into class probabilities.
+
+    It takes the model over for inference: its BatchNorms are folded into the convolutions in place, so
+    pass a model loaded for it (``get_predictor`` does), never one that is still being trained.
+    """
 
     def __init__(self, model: torch.nn.Module, activation: str, settings: InferenceSettings):
         if settings.batch_size < 1:
