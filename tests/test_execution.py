@@ -133,3 +133,31 @@ def test_tta_masks_do_not_depend_on_the_block_size(smooth_scene, tmp_path, tiny_
     big_result = segment_scene(smooth_scene, tmp_path / "big",
                                SegmentConfig(model=str(tiny_checkpoint), block_size=4096, tta=True))
     np.testing.assert_array_equal(small, read_mask(big_result.mask_path))
+
+
+def test_blocks_reusing_a_workers_arrays_blend_what_fresh_arrays_blend(tmp_path, tiny_checkpoint):
+    """process_block hands each block views of one thread-local buffer (of the largest extent seen, full of
+    the last block's sums): the blocks of a scene, edge blocks included, equal a fresh accumulator's."""
+    from pipeline.raster.blend import BlockAccumulator, blend_window
+    from pipeline.raster.blocks import _accumulator_arrays, process_block, tile_views
+    from pipeline.raster.infer import get_predictor
+    from pipeline.raster.read import SceneReader
+
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(150, 170))
+    job = stages.prepare(scene, tmp_path / "out", SegmentConfig(model=str(tiny_checkpoint), block_size=64))
+    plan, bj = job.plan, job.block_job
+    predictor = get_predictor(job.checkpoint, bj.inference)
+    reader = SceneReader(scene, list(bj.bands), list(bj.mean), list(bj.std), bj.has_mask)
+    for index in [b.index for b in plan.blocks()][::-1]:  # the smaller edge blocks first, then the large
+        block = plan.block(*index)
+        got = process_block(bj, index)
+        fresh = BlockAccumulator(block.extent, bj.num_classes)
+        probs = predictor.predict(tile_views(reader.read(block.extent), block))
+        for tile, p in zip(block.tiles, probs, strict=True):
+            fresh.add(tile, p, blend_window(plan.tile_size, plan.overlap))
+        sums, weights = _accumulator_arrays(bj.num_classes, block.extent.rows, block.extent.cols)
+        np.testing.assert_array_equal(sums, fresh.sums)
+        np.testing.assert_array_equal(weights, fresh.weights)
+        assert got.finals or got.partials
+    with pytest.raises(ValueError, match="do not fit the extent"):
+        BlockAccumulator(block.extent, bj.num_classes, sums[:, :-1], weights[:-1])

@@ -78,32 +78,3 @@ def test_bad_tiling_options_name_the_option(tile, overlap, message):
     with pytest.raises(ConfigError, match=message):
         BlockPlan(Shape2d(100, 100), tile, overlap, 1)
 
-
-def test_blocks_reusing_a_workers_arrays_blend_what_fresh_arrays_blend(tmp_path):
-    """process_block hands each block views of one thread-local buffer (of the largest extent seen, full of
-    the last block's sums): the blocks of a scene, edge blocks included, equal a fresh accumulator's."""
-    from pipeline.config import SegmentConfig
-    from pipeline.raster.blend import BlockAccumulator
-    from pipeline.raster.blocks import _accumulator_arrays, process_block, tile_views
-    from pipeline.raster.infer import get_predictor
-    from pipeline.raster.read import SceneReader
-    from pipeline.stages import prepare
-    from tests.conftest import smooth_image, write_geotiff, write_tiny_checkpoint
-
-    scene = write_geotiff(tmp_path / "s.tif", smooth_image(150, 170))
-    ckpt = write_tiny_checkpoint(tmp_path / "m.pt")
-    job = prepare(scene, tmp_path / "out", SegmentConfig(model=str(ckpt), block_size=64))
-    plan, bj = job.plan, job.block_job
-    predictor = get_predictor(job.checkpoint, bj.inference)
-    reader = SceneReader(scene, list(bj.bands), list(bj.mean), list(bj.std), bj.has_mask)
-    for index in [b.index for b in plan.blocks()][::-1]:  # the smaller edge blocks first, then the large
-        block = plan.block(*index)
-        got = process_block(bj, index)
-        fresh = BlockAccumulator(block.extent, bj.num_classes)
-        probs = predictor.predict(tile_views(reader.read(block.extent), block))
-        for tile, p in zip(block.tiles, probs, strict=True):
-            fresh.add(tile, p, blend_window(plan.tile_size, plan.overlap))
-        sums, weights = _accumulator_arrays(bj.num_classes, block.extent.rows, block.extent.cols)
-        np.testing.assert_array_equal(sums, fresh.sums)
-        np.testing.assert_array_equal(weights, fresh.weights)
-        assert got.finals or got.partials

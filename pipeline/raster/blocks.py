@@ -112,7 +112,10 @@ def process_block(job: BlockJob, index: tuple[int, int]) -> BlockOutput:
     reader = _reader(job)
     image = reader.read(block.extent)
     predictor = get_predictor(job.checkpoint, worker_inference(job.inference))
-    acc = BlockAccumulator.into(block.extent, *_accumulator_arrays(job.num_classes, block.extent.rows, block.extent.cols))
+    # The worker thread's arrays, reused: a fresh 100 MB accumulator is page-faulted in on first touch, which
+    # cost up to 0.6 s a 2048^2 block (blend.add 0.8 s for two blocks, 0.19 s with reuse; cProfile, 1 thread).
+    acc = BlockAccumulator(block.extent, job.num_classes,
+                           *_accumulator_arrays(job.num_classes, block.extent.rows, block.extent.cols))
     window = blend_window(plan.tile_size, plan.overlap)
     # Each batch is blended as soon as it is out: the block's probabilities are never held all at once.
     tiles = iter(block.tiles)

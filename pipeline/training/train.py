@@ -305,9 +305,10 @@ def init_recipe(checkpoint: str | Path) -> dict[str, Any]:
             "context_margin": card.context_margin, "instance_targets": targets}
 
 
-def _card(config: TrainConfig, mean: list[float], std: list[float], record: dict[str, Any]) -> ModelCard:
-    # A fine-tuned model keeps the separation thresholds of the one it started from until they are re-tuned.
-    separation = load_checkpoint(config.init).card.separation if config.init is not None else None
+def _card(
+    config: TrainConfig, mean: list[float], std: list[float], record: dict[str, Any],
+    separation: dict[str, float] | None = None,
+) -> ModelCard:
     return ModelCard(
         arch=config.arch,
         arch_kwargs=config.full_arch_kwargs,
@@ -489,6 +490,11 @@ def _train(
     val_scenes = [SceneData(s, config.classes, config.bands, targets=targets) for s in sources_val]
     state = _load_state(last_path, config) if config.resume and last_path.is_file() else None
     start = _init_checkpoint(config) if config.init is not None and state is None else None
+    # A fine-tuned model keeps the separation thresholds of the one it started from until they are re-tuned
+    # (read once here, also when a fine-tuning run resumes).
+    separation = None
+    if config.init is not None:
+        separation = (start or load_checkpoint(config.init)).card.separation
     if state is not None:
         mean, std = list(state["mean"]), list(state["std"])
     elif start is not None:  # the normalization the weights were trained with
@@ -573,7 +579,7 @@ def _train(
                     "history": run.history,
                     "seconds": time.perf_counter() - t_start,
                 }
-                save_checkpoint(out, run.model, _card(config, mean, std, training))
+                save_checkpoint(out, run.model, _card(config, mean, std, training, separation))
             else:
                 run.since_best += 1
             ious = " ".join(f"{c}={metrics['per_class'][c]['iou']:.3f}" for c in config.classes[1:])
