@@ -88,13 +88,19 @@ def _outline(region: np.ndarray) -> np.ndarray:
     return region & ~binary_erosion(region, structure=_CROSS, border_value=1)
 
 
+#: zlib level of the PNG: 2 encodes a 1024^2 quick-look about 6x faster than GDAL's default 6 (0.11
+#: against 0.75 s on 2 busy cores) for a file about 12 % larger.
+PNG_ZLEVEL = 2
+
+
 def encode_png(rgb: np.ndarray) -> bytes:
     """PNG bytes of an (rows, cols, 3) uint8 image, through GDAL's PNG driver."""
     rows, cols, _ = rgb.shape
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with MemoryFile() as mem:
-            with mem.open(driver="PNG", width=cols, height=rows, count=3, dtype="uint8") as dst:
+            with mem.open(driver="PNG", width=cols, height=rows, count=3, dtype="uint8",
+                          ZLEVEL=PNG_ZLEVEL) as dst:
                 dst.write(np.moveaxis(rgb, -1, 0))
             return bytes(mem.read())
 

@@ -316,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
                         "(give a fine-tuning run another one, so it sees other crops).")
     parser.add_argument("--lr", type=float, help="Peak learning rate of the decoder [default: the recipe's].")
     parser.add_argument("--encoder-lr", type=float, help="Peak learning rate of the encoder [default: the recipe's].")
+    parser.add_argument("--class-weights", type=float, nargs=4, metavar=("BG", "BUILDING", "BOUNDARY", "CONTACT"),
+                        help="Cross-entropy class weights [default: the recipe's 1 1 3 3].")
+    parser.add_argument("--contact-m", type=float, help=f"Contact gap in metres [default: {TARGETS.contact_m}].")
+    parser.add_argument("--boundary-m", type=float, help=f"Boundary width in metres [default: {TARGETS.boundary_m}].")
     parser.add_argument(
         "--tune-only", action="store_true",
         help="Skip training: tune the separation and score the test row with <work>/buildings.pt as it is.",
@@ -331,8 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%d training, %d validation, %d test tiles", len(train_src), len(val_src), len(test_src))
     val_scene = load_row(args.data, VAL_ROWS[0])
     config = buildings_config(args.work / "buildings.pt", args.epochs, args.steps_per_epoch, not args.scratch)
-    overrides = {"resume": args.resume, "seed": args.seed, "init": args.init,
-                 **{k: v for k, v in (("lr", args.lr), ("encoder_lr", args.encoder_lr)) if v is not None}}
+    targets = InstanceTargets(boundary_m=TARGETS.boundary_m if args.boundary_m is None else args.boundary_m,
+                              contact_m=TARGETS.contact_m if args.contact_m is None else args.contact_m)
+    optional = (("lr", args.lr), ("encoder_lr", args.encoder_lr), ("class_weights", args.class_weights))
+    overrides = {"resume": args.resume, "seed": args.seed, "init": args.init, "instance_targets": targets,
+                 **{k: v for k, v in optional if v is not None}}
     config = TrainConfig.model_validate({**config.model_dump(), **overrides})
     history_path = args.work / "history.json"
     history: list[dict[str, Any]] = []

@@ -111,19 +111,24 @@ def skeleton_lines(
 
 
 def _pixel_edges(skel: np.ndarray) -> np.ndarray:
-    """The 8-adjacencies of a skeleton as ``(n, 2, 2)`` (row, col) pairs, each once, redundant diagonals dropped."""
+    """The 8-adjacencies of a skeleton as ``(n, 2, 2)`` (row, col) pairs, each once, redundant diagonals dropped.
+
+    Looked up from the skeleton's own pixels (about 1 % of a chunk), not by ANDing shifted copies of the
+    whole chunk: 0.25 against 1.0 s for the 16 chunks of an 8192^2 scene. Edges come per direction, each
+    in raster order of its first pixel.
+    """
     rows, cols = skel.shape
+    pr, pc = np.nonzero(skel)
     edges = []
     for dr, dc in _FORWARD:
-        # p = (r, c) and q = (r + dr, c + dc), both skeleton, over every p whose q lies in the image.
-        r0, r1 = 0, rows - dr
-        c0, c1 = max(0, -dc), cols - max(0, dc)
-        both = skel[r0:r1, c0:c1] & skel[r0 + dr : r1 + dr, c0 + dc : c1 + dc]
+        qr, qc = pr + dr, pc + dc
+        inside = (qr < rows) & (qc >= 0) & (qc < cols)
+        r, c, qr, qc = pr[inside], pc[inside], qr[inside], qc[inside]
+        both = skel[qr, qc]
         if dr and dc:
-            both &= ~(skel[r0:r1, c0 + dc : c1 + dc] | skel[r0 + dr : r1 + dr, c0:c1])
-        pr, pc = np.nonzero(both)
-        pr, pc = pr + r0, pc + c0
-        edges.append(np.stack([np.column_stack([pr, pc]), np.column_stack([pr + dr, pc + dc])], axis=1))
+            both &= ~(skel[r, qc] | skel[qr, c])
+        r, c, qr, qc = r[both], c[both], qr[both], qc[both]
+        edges.append(np.stack([np.column_stack([r, c]), np.column_stack([qr, qc])], axis=1))
     return np.concatenate(edges)
 
 
