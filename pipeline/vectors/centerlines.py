@@ -113,9 +113,9 @@ def skeleton_lines(
 def _pixel_edges(skel: np.ndarray) -> np.ndarray:
     """The 8-adjacencies of a skeleton as ``(n, 2, 2)`` (row, col) pairs, each once, redundant diagonals dropped.
 
-    Looked up from the skeleton's own pixels (about 1 % of a chunk), not by ANDing shifted copies of the
-    whole chunk: 0.25 against 1.0 s for the 16 chunks of an 8192^2 scene. Edges come per direction, each
-    in raster order of its first pixel.
+    Looked up from the skeleton's own pixels (0.1 % of a chunk of the synthetic town), not by ANDing
+    shifted copies of the whole chunk: 0.29 against 1.2 s for the 16 road skeletons of its 8192^2 scene,
+    same edges in the same order (per direction, in raster order of the first pixel).
     """
     rows, cols = skel.shape
     pr, pc = np.nonzero(skel)
