@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "base_channels=8, depth=3, tile 512, margin 24: memory of the same block plan, "
                              "in a fraction of the time.")
     parser.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N.")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="Tiles per forward pass.")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
+                        help="Tiles per forward pass [default: the pipeline's for the device].")
     parser.add_argument("--block-size", type=int, default=DEFAULTS["block_size"], help="Block side in pixels.")
     parser.add_argument("--max-in-flight", type=int, default=DEFAULTS["max_in_flight"], help="Blocks in flight at once.")
     parser.add_argument("--interval", type=float, default=0.05, help="Seconds between memory samples.")
@@ -96,8 +97,8 @@ def segment_command(scene: Path, out: Path, model: Path, args: argparse.Namespac
     head = [str(script)] if script.exists() else [sys.executable, "-m", "flows.cli"]
     return [
         *head, "segment", str(scene), "--out", str(out), "--model", str(model), "--overwrite",
-        "--device", args.device, "--batch-size", str(args.batch_size), "--block-size", str(args.block_size),
-        "--max-in-flight", str(args.max_in_flight),
+        "--device", args.device, "--block-size", str(args.block_size), "--max-in-flight", str(args.max_in_flight),
+        *(["--batch-size", str(args.batch_size)] if args.batch_size else []),
     ]
 
 

@@ -19,11 +19,12 @@ reference's (fp32 always).
 Each ``--precisions`` entry is one round of every method:
 
 * ``default``: sceneseg at its defaults (``--precision auto``: bf16 where the CPU or GPU has it natively,
-  fp32 elsewhere; channels_last on CPU), the peers as their documentation uses them (fp32, NCHW).
+  fp32 elsewhere; channels_last and one tile a forward on CPU), the peers as their documentation uses
+  them (fp32, NCHW) at ``--batch-size``.
 * ``bf16``: every method under bf16 autocast. On a CPU without native bf16 (no ``amx_bf16`` or
   ``avx512_bf16`` in ``lscpu``) bf16 is emulated and slow for every method: the round is skipped, with
   the reason, unless ``--precisions bf16`` is asked for alone.
-* ``fp32``: every method in fp32 (sceneseg too), which isolates tiling and blending.
+* ``fp32``: every method in fp32 (sceneseg too) at ``--batch-size``, which isolates tiling and blending.
 
 Peers are optional and not dependencies of sceneseg; a missing one is reported as "not installed".
 Install them without letting pip touch torch (see bench/README.md):
@@ -61,6 +62,9 @@ PRECISIONS = ("default", "bf16", "fp32")
 QUICK_SIZE = 512
 # Small, so that the warm-up forward does not set a process's peak RSS before the timed part starts.
 WARM_UP_SIDE = 64
+#: The peers' batch (and sceneseg's in the equal-settings rounds): 4, as in every earlier peers row of
+#: bench/RESULTS.md.
+PEER_BATCH_SIZE = 4
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,7 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Checkpoint path or packaged name (default: synthetic-demo, or an untrained "
                              "U-Net of its shape while it is not packaged).")
     parser.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N.")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="Tiles per forward pass.")
+    parser.add_argument("--batch-size", type=int, default=PEER_BATCH_SIZE,
+                        help="Tiles per forward pass of the peers, and of sceneseg in the bf16 and fp32 rounds "
+                             "(in the default round sceneseg runs at its own default for the device).")
     parser.add_argument("--tile", type=int, default=None, help="Tile side [default: the checkpoint's].")
     parser.add_argument("--overlap", type=int, default=None, help="Tile overlap [default: the checkpoint's].")
     parser.add_argument("--block-size", type=int, default=DEFAULTS["block_size"], help="sceneseg block side in pixels.")
@@ -222,10 +228,13 @@ PEER_RUNNERS = {"reference": run_reference, "pytorch-toolbelt": run_toolbelt, "t
 def _sceneseg_config(args):
     from pipeline.config import SegmentConfig
 
-    # The same model, tiles, overlap and batch as the peers; the precision of the round.
-    precision = DEFAULTS["precision"] if args.precision == "default" else args.precision
+    # The same model, tiles and overlap as the peers; the precision of the round. The default round runs
+    # sceneseg at its defaults (precision and batch size by device), the others at the peers' batch.
+    default = args.precision == "default"
+    precision = DEFAULTS["precision"] if default else args.precision
+    batch_size = DEFAULTS["batch_size"] if default else args.batch_size
     return SegmentConfig(model=str(args.model), tile_size=args.tile, overlap=args.overlap,
-                         block_size=args.block_size, batch_size=args.batch_size, device=args.device,
+                         block_size=args.block_size, batch_size=batch_size, device=args.device,
                          precision=precision, overwrite=True)
 
 
@@ -351,10 +360,12 @@ def main(argv: list[str] | None = None) -> None:
     scene = common.synthetic_scene(args.work_dir, args.size, args.seed)
 
     from models.device import NATIVE_BF16_FLAGS, choose_precision, cpu_flags, resolve_device
+    from pipeline.raster.infer import default_batch_size
 
     device = resolve_device(args.device)
     native = device.type == "cuda" or bool(NATIVE_BF16_FLAGS & cpu_flags())
     default_dtype, default_reason = choose_precision(device, DEFAULTS["precision"])
+    default_batch = DEFAULTS["batch_size"] or default_batch_size(device)
     rounds: dict[str, dict[str, dict]] = {}
     skipped: dict[str, str] = {}
     reference: dict = {}
@@ -402,6 +413,7 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {"tile": tile, "overlap": overlap, "batch_size": args.batch_size, "device": args.device,
                      "block_size": args.block_size,
                      "sceneseg_default_precision": "bf16" if default_dtype is not None else "fp32",
+                     "sceneseg_default_batch_size": default_batch,
                      "why": default_reason},
         "reference": reference,
         "rounds": rounds,
@@ -425,7 +437,8 @@ def main(argv: list[str] | None = None) -> None:
             parts.append(f"{method} [{precision}]: {res['seconds']:.1f} s, peak RSS {res['peak_rss_mib']:.0f} MiB "
                          f"(baseline {res['baseline_rss_mib']:.0f}){extra}")
     parts += [f"round {p} skipped: {why}" for p, why in skipped.items()]
-    key = (f"{args.size}^2, tile {tile}/overlap {overlap}, batch {args.batch_size}; sceneseg default precision "
+    key = (f"{args.size}^2, tile {tile}/overlap {overlap}, peer batch {args.batch_size}, sceneseg default batch "
+           f"{default_batch}; sceneseg default precision "
            f"{output['settings']['sceneseg_default_precision']} ({default_reason}); {model.description}. "
            + "; ".join(parts))
     common.finish(args, "peers.py", output, key)

@@ -43,7 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Checkpoint path or packaged name (default: synthetic-demo; an untrained "
                              "U-Net of the same shape stands in while it is not packaged).")
     parser.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N.")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="Tiles per forward pass.")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
+                        help="Tiles per forward pass [default: the pipeline's for the device].")
     parser.add_argument("--tile", type=int, default=None, help="Tile side [default: the checkpoint's].")
     parser.add_argument("--overlap", type=int, default=None, help="Tile overlap [default: the checkpoint's].")
     parser.add_argument("--block-size", type=int, default=DEFAULTS["block_size"], help="Block side in pixels.")
@@ -121,11 +122,12 @@ def main(argv: list[str] | None = None) -> None:
     # The pipeline's own plan and inference settings, so the model alone runs exactly what it runs.
     job = prepare(scene.path, out_dir, config)
     plan, settings = job.plan, job.block_job.inference
-    batches = forward_batches(plan, settings.batch_size)
+    predictor = get_predictor(job.checkpoint, settings)
+    batch_size = predictor.batch_size  # the setting, or the device's default
+    batches = forward_batches(plan, batch_size)
     measured = min(args.model_batches or batches, batches)
 
-    predictor = get_predictor(job.checkpoint, settings)
-    shape = (settings.batch_size, len(job.block_job.bands), plan.tile_size, plan.tile_size)
+    shape = (batch_size, len(job.block_job.bands), plan.tile_size, plan.tile_size)
     batch = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     predictor.predict(batch)  # warm-up, as the pipeline's first block finds the cached predictor warm
     layouts = model_layouts(predictor, settings, config.max_in_flight)
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     # machine's load during the run weighs on both sides of the ratio alike.
     before = max(1, measured // 2)
     after = measured - before
-    print(f"model alone: {before} + {after} batches of {settings.batch_size} tiles of {plan.tile_size}^2 "
+    print(f"model alone: {before} + {after} batches of {batch_size} tiles of {plan.tile_size}^2 "
           f"on {predictor.device}, layouts {layouts}", file=sys.stderr)
     before_s = {name: time_batches(predictor, batch, before, *layout) for name, layout in layouts.items()}
 
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
 
     scene_px = plan.scene.size
     tile_px = plan.tile_size**2
-    model_tile_mpx = measured * settings.batch_size * tile_px / model_measured_s / 1e6
+    model_tile_mpx = measured * batch_size * tile_px / model_measured_s / 1e6
     model_scene_mpx = scene_px / model_scene_s / 1e6
     pipeline_mpx = scene_px / pipeline_s / 1e6
     ratio = pipeline_mpx / model_scene_mpx
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
                   "seed": args.seed},
         "settings": {
             "tile": plan.tile_size, "overlap": plan.overlap, "block_size": plan.block_size,
-            "batch_size": settings.batch_size, "device": str(predictor.device),
+            "batch_size": batch_size, "device": str(predictor.device),
             "precision": settings.precision, "autocast": str(predictor.autocast_dtype),
             "max_in_flight": config.max_in_flight, "compile": config.compile,
         },
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     stages = ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items())
     per_batch = ", ".join(f"{name} {layout_s[name] / measured:.3f}" for name in layouts)
-    key = (f"{args.size}^2, tile {plan.tile_size}/overlap {plan.overlap}, batch {settings.batch_size}, "
+    key = (f"{args.size}^2, tile {plan.tile_size}/overlap {plan.overlap}, batch {batch_size}, "
            f"{predictor.device}, {config.max_in_flight} in flight{', compiled' if config.compile else ''}; "
            f"{model.description}. Model alone s/batch: "
            f"{per_batch} (reference {best}): {model_tile_mpx:.3f} Mpx/s of tiles = "

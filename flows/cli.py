@@ -94,7 +94,9 @@ TileOpt = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pix
 OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Tile overlap in pixels [default: the model's].")]
 BlockOpt = Annotated[int, typer.Option("--block-size", help="Block side in pixels (memory and scheduling unit).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per forward pass.")]
+BatchOpt = Annotated[
+    int | None, typer.Option("--batch-size", help="Tiles per forward pass [default: 1 on the CPU, 4 on CUDA].")
+]
 
 
 @app.command()
@@ -131,6 +133,10 @@ def segment(
     rescale: Annotated[
         bool, typer.Option(help="Map scene values that do not fit the model's trained range linearly onto it.")
     ] = False,
+    vector_processes: Annotated[
+        Optional[int], typer.Option(help="Vector chunk processes while the mask is written [default: 1 on a "
+                                         "CPU, the cores the local GPUs leave]; afterwards every core.")
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
 ) -> None:
     """Segment scenes into a mask COG each and building/road layers in OUT/sceneseg.gpkg."""
@@ -141,7 +147,7 @@ def segment(
         precision=precision, max_in_flight=max_in_flight, torch_threads=torch_threads,
         dask_address=dask_address, output_crs=output_crs, write_confidence=write_confidence, compile=compile, tta=tta,
         overwrite=overwrite, rescale=rescale, min_building_area_m2=min_building_area_m2, seed_confidence=seed_confidence,
-        min_seed_m2=min_seed_m2,
+        min_seed_m2=min_seed_m2, vector_processes=vector_processes,
     )
     _quiet_libraries(debug)
     try:  # what is wrong for every scene (model, device, output CRS, --out) stops the command before any output

@@ -23,7 +23,9 @@ class SegmentConfig(BaseModel):
         None, ge=0, description="Pixels shared by neighbouring tiles (default: twice the checkpoint's context margin)."
     )
     block_size: int = Field(2048, ge=16, description="Block side in pixels, rounded to a whole number of tile strides.")
-    batch_size: int = Field(4, ge=1, description="Tiles per forward pass.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Tiles per forward pass (default: 1 on the CPU, where it is fastest, 4 on CUDA)."
+    )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto is bf16 autocast on CUDA and fp32 on CPU."
@@ -57,6 +59,11 @@ class SegmentConfig(BaseModel):
     )
     vector_chunk_size: int = Field(
         2048, ge=64, description="Side of the mask chunks polygonized at once (the layers do not depend on it)."
+    )
+    vector_processes: int | None = Field(
+        None, ge=1, description="Vector chunk processes while the mask is being written (default: 1 when the "
+        "CPU runs the model, the cores left by the GPUs when this machine's GPUs run it); once it is written, "
+        "the chunks left run on every core (at most 8 processes).",
     )
     overwrite: bool = Field(False, description="Replace existing outputs of the same scene.")
     rescale: bool = Field(

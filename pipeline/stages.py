@@ -47,7 +47,7 @@ from pipeline.preflight import (
 from pipeline.raster.blend import NODATA_CLASS, UnitAssembler, UnitResult
 from pipeline.raster.blocks import BlockJob
 from pipeline.raster.execute import dask_client, local_gpu_count, run_blocks
-from pipeline.raster.infer import InferenceSettings
+from pipeline.raster.infer import InferenceSettings, default_batch_size, usable_cores
 from pipeline.raster.journal import BlockJournal
 from pipeline.raster.read import model_grid, write_resampled_view
 from pipeline.raster.scene import (
@@ -404,11 +404,32 @@ def scene_vectorizer(job: SceneJob) -> SceneVectorizer:
     return SceneVectorizer(job.run_grid, classes=classes, settings=settings)
 
 
+#: Vector chunk processes at most, once the mask is written (each holds some 200-250 MiB at 2048^2 chunks).
+MAX_VECTOR_PROCESSES = 8
+
+
+def vector_processes(config: SegmentConfig) -> tuple[int, int]:
+    """Chunk processes (while inferring, after): see ``SegmentConfig.vector_processes``.
+
+    While a CPU runs the forwards they take every core, and one chunk process beside them is what their
+    throughput can spare; local GPUs leave the cores but one a device (its block's reading and blending)
+    to the vector work, which is then what limits the scene. A remote cluster's machines are unknown: 1.
+    """
+    cores = usable_cores()
+    after = max(1, min(cores, MAX_VECTOR_PROCESSES))
+    if config.vector_processes is not None:
+        return config.vector_processes, max(after, config.vector_processes)
+    gpus = local_gpu_count(config.device) if config.dask_address is None else 0
+    return (max(1, min(cores - gpus, MAX_VECTOR_PROCESSES)) if gpus else 1), after
+
+
 @contextmanager
 def vector_stream(job: SceneJob) -> Iterator[ChunkStream]:
     """The scene's background vector chunk work, from before ``infer_blocks`` until after ``vectorize``."""
+    during, after = vector_processes(job.config)
     # Finished buildings are staged in the working directory, not held until publishing.
-    stream = ChunkStream(scene_vectorizer(job), spool=BuildingSpool(job.work_dir / "buildings.spool"))
+    stream = ChunkStream(scene_vectorizer(job), spool=BuildingSpool(job.work_dir / "buildings.spool"),
+                         processes_during=during, processes_after=after)
     try:
         yield stream
     finally:
@@ -454,10 +475,12 @@ def finish(
         seconds=seconds | {"total": sum(seconds.values())}, vector_chunks=len(stream.chunks),
         vector_chunks_during_inference=stream.started_before_last_region,
     )
-    dtype, why = choose_precision(resolve_device(job.config.device), job.config.precision)
+    device = resolve_device(job.config.device)
+    dtype, why = choose_precision(device, job.config.precision)
     record = {"scene": str(job.scene.path.resolve()), "config": job.config.model_dump(mode="json"),
               "checkpoint": str(job.checkpoint),
               "precision": {"autocast": str(dtype).removeprefix("torch.") if dtype else "fp32", "why": why},
+              "batch_size": job.config.batch_size or default_batch_size(device),
               "model": job.checkpoint_id, "run_id": job.run_id, "created_at": job.created_at,
               "result": result.summary()}
     tmp = atomic_path(job.run_path)

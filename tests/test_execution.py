@@ -84,6 +84,31 @@ def test_concurrent_cpu_forwards_give_the_sequential_results(tiny_checkpoint):
         np.testing.assert_array_equal(a, b)
 
 
+def test_batch_size_defaults_by_device_and_the_run_records_it(tiny_checkpoint, smooth_scene, tmp_path):
+    import json
+
+    import torch
+
+    from pipeline.raster.infer import (
+        CPU_BATCH_SIZE, GPU_BATCH_SIZE, InferenceSettings, default_batch_size, get_predictor,
+    )
+
+    assert default_batch_size(torch.device("cpu")) == CPU_BATCH_SIZE == 1
+    assert default_batch_size(torch.device("cuda", 0)) == GPU_BATCH_SIZE == 4
+    default = get_predictor(tiny_checkpoint, InferenceSettings(device="cpu"))
+    assert default.batch_size == 1
+    assert get_predictor(tiny_checkpoint, InferenceSettings(device="cpu", batch_size=3)).batch_size == 3
+    tiles = np.random.default_rng(5).standard_normal((5, 3, 64, 64), dtype=np.float32)
+    batches = list(default.predict_batches(tiles))
+    assert [b.shape[0] for b in batches] == [1] * 5  # one tile a forward: nothing padded
+    by_three = get_predictor(tiny_checkpoint, InferenceSettings(device="cpu", batch_size=3)).predict(tiles)
+    # Close, not always bitwise (oneDNN may pick another algorithm per batch shape): hence one shape a run.
+    np.testing.assert_allclose(np.concatenate(batches), by_three, atol=1e-4)
+    result = segment_scene(smooth_scene, tmp_path / "out", SegmentConfig(model=str(tiny_checkpoint), device="cpu"))
+    record = json.loads(next(result.mask_path.parent.glob("*_run.json")).read_text())
+    assert record["batch_size"] == 1 and record["config"]["batch_size"] is None
+
+
 def _threads_after_loading(checkpoint) -> int:
     import torch
 

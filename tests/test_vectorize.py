@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import rasterio.features
@@ -269,6 +271,77 @@ def test_chunk_stream_starts_chunks_as_regions_finish_and_equals_vectorize_scene
     assert 0 < first_half < len(stream.chunks)
     assert stream.started_chunks == len(stream.chunks) == 36
     _assert_same_layers(stream.vectorizer.finish(stream.results()), expected)
+
+
+class WatchedReader(ArrayReader):
+    """An ArrayReader that leaves a trace of concurrency in ``trace`` (its processes share no memory).
+
+    Chunks left of ``barrier_col`` check that no other chunk is running (an exclusive lock file) and
+    sleep, so that a second one running beside them would be caught; chunks from ``barrier_col`` on wait
+    until two of them have started (up to 60 s) and record whether they did.
+    """
+
+    def __init__(self, mask, confidence, trace, barrier_col: int):
+        super().__init__(mask, confidence)
+        self.trace, self.barrier_col = trace, barrier_col
+
+    def __call__(self, region: Region):
+        import os
+
+        if region.col < self.barrier_col:
+            try:
+                fd = os.open(self.trace / "running", os.O_CREAT | os.O_EXCL)
+            except FileExistsError:
+                (self.trace / f"overlap-{region.col}").touch()
+            else:
+                time.sleep(0.3)
+                os.close(fd)
+                os.unlink(self.trace / "running")
+                (self.trace / f"read-{region.col}").touch()
+        else:
+            (self.trace / f"started-{region.col}").touch()
+            deadline = time.monotonic() + 60
+            while len(list(self.trace.glob("started-*"))) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if len(list(self.trace.glob("started-*"))) >= 2:
+                (self.trace / f"met-{region.col}").touch()
+        return super().__call__(region)
+
+
+def test_chunk_stream_runs_one_chunk_at_a_time_while_inferring_and_several_after(scene, tmp_path):
+    mask, confidence = scene
+    mask, confidence = mask[:128, :512], confidence[:128, :512]
+    settings = VectorSettings(chunk_size=128, halo_px=8)
+    grid = GeoGrid(Shape2d(*mask.shape), TRANSFORM, UTM)
+    expected = vectorize_scene(reader(mask, confidence), grid, settings=settings)
+    stream = ChunkStream(SceneVectorizer(grid, settings=settings), processes=True,
+                         processes_during=1, processes_after=2)
+    stream.start(WatchedReader(mask, confidence, tmp_path, barrier_col=2 * 128 - 8))
+    for col in (0, 64, 128, 192, 256):  # completes the windows (halo 8) of the first two chunks of four
+        stream.final(Region(0, col, 128, 64))
+    assert stream.started_chunks == 2
+    # The second starts when the first is back, with no further region reported.
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "read-120").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "read-0").exists() and (tmp_path / "read-120").exists()
+    stream.final(Region(0, 320, 128, 192))
+    layers = stream.results()  # the last two chunks run side by side
+    assert not list(tmp_path.glob("overlap-*")), "two chunks ran at once while inferring"
+    assert sorted(p.name for p in tmp_path.glob("met-*")) == ["met-248", "met-376"]
+    _assert_same_layers(stream.vectorizer.finish(layers), expected)
+
+
+def test_vector_processes_follow_the_device_and_the_option():
+    from pipeline.config import SegmentConfig
+    from pipeline.raster.infer import usable_cores
+    from pipeline.stages import MAX_VECTOR_PROCESSES, vector_processes
+
+    after = min(usable_cores(), MAX_VECTOR_PROCESSES)
+    assert vector_processes(SegmentConfig(device="cpu")) == (1, after)  # the forwards need the cores
+    assert vector_processes(SegmentConfig(device="cpu", vector_processes=3)) == (3, max(3, after))
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        SegmentConfig(vector_processes=0)
 
 
 def test_chunk_stream_runs_the_chunks_never_completed_at_the_end(scene):

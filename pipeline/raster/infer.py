@@ -2,7 +2,9 @@
 
 Batches always have the configured size (the last one is padded with zeros): fixed shapes keep
 ``cudnn.benchmark`` and ``torch.compile`` from re-tuning, and make a tile's result independent of how
-many other tiles happened to share its batch.
+many other tiles happened to share its batch. The size defaults by device (:func:`default_batch_size`):
+one tile a forward on the CPU, where a larger batch only grows the working set of every layer and no
+launch overhead is there to amortize, so that nothing is ever padded; four on CUDA.
 
 Threads: a GPU runs one forward at a time (a lock per model; concurrent forwards only contend for the
 device, while the other blocks in flight are read and blended). On the CPU the blocks in flight run their
@@ -32,6 +34,9 @@ from pipeline.errors import ConfigError
 
 __all__ = [
     "InferenceSettings",
+    "CPU_BATCH_SIZE",
+    "GPU_BATCH_SIZE",
+    "default_batch_size",
     "usable_cores",
     "cpu_threads_per_forward",
     "Predictor",
@@ -46,12 +51,30 @@ class InferenceSettings:
 
     device: str = "auto"
     precision: Precision = "auto"
-    batch_size: int = 4
+    #: Tiles per forward; None: :func:`default_batch_size` of the device the predictor runs on.
+    batch_size: int | None = None
     channels_last: bool = True
     compile: bool = False
     torch_threads: int | None = None
     #: Test-time augmentation: the mean of the probabilities of the eight flips and 90-degree rotations.
     tta: bool = False
+
+
+#: Tiles per CPU forward by default. Measured with 512^2 tiles, channels_last, BatchNorm folded (AMD EPYC,
+#: 2 cores): seconds a tile at batch 1 / 2 / 4 / 8, on 1 thread 0.12-0.14 / 0.15-0.17 / 0.18-0.19 / 0.21
+#: (synthetic-demo U-Net) and 0.32-0.42 / 0.39-0.47 / 0.46-0.57 / 0.55-0.60 (Lite0 U-Net), on 2 threads
+#: 0.06-0.11 / 0.09-0.10 / 0.10-0.12 / 0.11 (outputs bitwise equal there, though not for every shape: a
+#: 64^2 tile of a tiny model differs by 2e-5 between batch 1 and 3, hence one batch shape for a whole
+#: run). A batch of four 512^2 tiles holds 134 MB in each 32-channel activation, more than a CPU's
+#: cache; one tile, 34 MB.
+CPU_BATCH_SIZE = 1
+#: Tiles per CUDA forward by default (not tuned on a device yet: bench/gpu.py measures 8/16/32).
+GPU_BATCH_SIZE = 4
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Tiles per forward when ``--batch-size`` is not given: :data:`CPU_BATCH_SIZE` or :data:`GPU_BATCH_SIZE`."""
+    return GPU_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
 
 
 def usable_cores() -> int:
@@ -93,10 +116,12 @@ class Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, activation: str, settings: InferenceSettings):
-        if settings.batch_size < 1:
+        if settings.batch_size is not None and settings.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {settings.batch_size}")
         self.settings = settings
         self.device = resolve_device(settings.device)
+        #: Tiles per forward: the setting, else the device's default.
+        self.batch_size = settings.batch_size or default_batch_size(self.device)
         self.activation = activation
         self.autocast_dtype = autocast_dtype(self.device, settings.precision)
         # channels_last on the CPU too: oneDNN's convolutions run NHWC natively (the Lite0 U-Net 0.51 against
@@ -125,14 +150,14 @@ class Predictor:
         the tensor then views as NCHW without a copy), padded with zero tiles to the batch size so every
         forward has one shape. A block's tiles are never stacked whole, nor its probabilities.
         """
-        size = self.settings.batch_size
+        size = self.batch_size
         for start in range(0, len(tiles), size):
             chunk = tiles[start : start + size]
             yield self._forward(self._pack(chunk))[: len(chunk)]
 
     def _pack(self, chunk: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         bands, rows, cols = chunk[0].shape
-        size = self.settings.batch_size
+        size = self.batch_size
         if self.memory_format is torch.channels_last:
             packed = np.zeros((size, rows, cols, bands), dtype=np.float32)
             for i, tile in enumerate(chunk):

@@ -9,7 +9,9 @@ the chunk is back, so the scene's memory does not grow with its buildings.
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+import threading
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 
 from pipeline.grid import Region
 from pipeline.vectors.assemble import ChunkVectors, ReadChunk, SceneVectorizer
@@ -32,23 +34,41 @@ class ChunkStream:
     not overlap (a scene's output units partition it); a region reported twice (a retried stage, a
     resumed run) counts once.
 
-    The background is one process by default (``processes=True``, for scenes of more than one chunk;
+    The background is processes by default (``processes=True``, for scenes of more than one chunk;
     ``read`` must then pickle, as ``WorkingStore.reader()`` does): polygon clean-up is Python code that holds the GIL, and in a thread
     it slowed the forward passes beside it by 30 % more than its share of the CPU (1.44 against 1.10 s
     per batch on 2 cores). Not the Dask workers: they may be on other machines, and the chunks read the
     working store of this one.
+
+    While the mask is being written at most ``processes_during`` chunks run at once (1 when the forwards
+    run on this CPU and need its cores; more when a GPU runs them and the cores would idle); the others
+    wait in raster order. Once :meth:`results` is called (the mask is complete, the forwards are over)
+    the chunks left run ``processes_after`` at once.
     """
 
-    def __init__(self, vectorizer: SceneVectorizer, *, processes: bool = True, spool: BuildingSpool | None = None):
+    def __init__(
+        self, vectorizer: SceneVectorizer, *, processes: bool = True, spool: BuildingSpool | None = None,
+        processes_during: int = 1, processes_after: int = 1,
+    ):
+        if processes_during < 1 or processes_after < 1:
+            raise ValueError(f"chunk processes must be at least 1, got {processes_during} and {processes_after}")
         self.vectorizer = vectorizer
         #: Where finished buildings are staged as chunks come back (None: they stay in the chunks).
         self.spool = spool
         self.chunks = vectorizer.windows()
         # A single chunk is only ready when the whole mask is: nothing to overlap, no process to start.
         self.processes = processes and len(self.chunks) > 1
+        workers = (processes_during, processes_after) if self.processes else (1, 1)
+        self._during, self._after = (min(n, len(self.chunks)) for n in workers)
+        self._limit = self._during  # chunks running at once; results() raises it to the ``after`` count
         self._remaining = [window.size for _, window in self.chunks]
         self._seen: set[Region] = set()
-        self._futures: dict[int, Future[ChunkVectors]] = {}  # started, not yet collected
+        # Chunks whose windows are final, in the order they became so, not yet handed to the pool; and
+        # those handed to it, not yet collected. Done-callbacks run on the pool's thread: both under the lock.
+        self._ready: deque[int] = deque()
+        self._futures: dict[int, Future[ChunkVectors]] = {}
+        self._running = 0
+        self._lock = threading.RLock()
         self._collected: dict[int, ChunkVectors] = {}
         self._read: ReadChunk | None = None
         self._pool: Executor | None = None
@@ -57,24 +77,44 @@ class ChunkStream:
         self._halo = vectorizer.halo_px
         self._unseen_px = vectorizer.shape.size
         self._started = 0
-        #: Chunks started before the last region of the mask came in: the vector work that ran
-        #: alongside inference.
+        #: Chunks whose windows were final before the last region of the mask came in: the vector work
+        #: that could run alongside inference.
         self.started_before_last_region = 0
 
     def start(self, read: ReadChunk) -> None:
         """Begin taking regions; chunks are read with ``read`` (the working store's reader)."""
         self._read = read
         if self._pool is None:
+            workers = max(self._during, self._after)
             if self.processes:
-                # spawn, not fork: this process runs Dask's and torch's threads.
+                # spawn, not fork: this process runs Dask's and torch's threads. Processes start as tasks
+                # need them: a second one only once two chunks run side by side.
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
             else:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sceneseg-vectorize")
+                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sceneseg-vectorize")
 
     def _run(self, i: int) -> ChunkVectors:
         core, window = self.chunks[i]
         return _chunk_task(self.vectorizer, core, window, self._read)
+
+    def _submit(self) -> None:
+        """Hand waiting chunks to the pool while fewer than the limit are running."""
+        with self._lock:
+            while self._ready and self._running < self._limit and self._pool is not None:
+                i = self._ready.popleft()
+                core, window = self.chunks[i]
+                self._running += 1
+                future = self._pool.submit(_chunk_task, self.vectorizer, core, window, self._read)
+                self._futures[i] = future
+                future.add_done_callback(self._finished)
+
+    def _finished(self, future: Future[ChunkVectors]) -> None:
+        """A chunk is back (or failed, or was cancelled): its slot goes to the next waiting chunk."""
+        with self._lock:
+            self._running -= 1
+            if not future.cancelled() and future.exception() is None:
+                self._submit()
 
     def _collect(self, i: int, result: ChunkVectors) -> ChunkVectors:
         """Keep chunk ``i``'s result, its buildings staged in the spool when there is one."""
@@ -82,14 +122,16 @@ class ChunkStream:
             self.spool.put(i, result.buildings, result.building_scores, result.building_keys)
             result = result.without_buildings()
         self._collected[i] = result
-        self._futures.pop(i, None)
+        with self._lock:
+            self._futures.pop(i, None)
         return result
 
     def _drain(self) -> None:
         """Collect the chunks that came back without error (errors are raised by :meth:`results`)."""
-        for i, future in list(self._futures.items()):
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self._collect(i, future.result())
+        with self._lock:
+            done = [(i, f) for i, f in self._futures.items() if f.done() and not f.cancelled() and f.exception() is None]
+        for i, future in done:
+            self._collect(i, future.result())
 
     def final(self, region: Region) -> None:
         """``region`` of the mask is final: start every chunk whose window it completes."""
@@ -113,34 +155,46 @@ class ChunkStream:
                     continue
                 self._remaining[i] -= overlap.size
                 if self._remaining[i] == 0:
-                    core, window = self.chunks[i]
-                    self._futures[i] = self._pool.submit(_chunk_task, self.vectorizer, core, window, self._read)
+                    with self._lock:
+                        self._ready.append(i)
                     self._started += 1
-        if self.spool is not None:
-            self._drain()
+        self._submit()
+        self._drain()
 
     @property
     def started_chunks(self) -> int:
-        """Chunks handed to the background so far."""
+        """Chunks whose windows are final so far: running in the background, done, or waiting their turn."""
         return self._started
 
     def results(self) -> list[ChunkVectors]:
-        """Every chunk's contribution in raster order; chunks never completed are read and run now."""
+        """Every chunk's contribution in raster order; chunks never completed are read and run now.
+
+        The chunks still waiting run ``processes_after`` at once; the first error is raised.
+        """
         if self._read is None:
             raise RuntimeError("ChunkStream.start() must come before results()")
         try:
-            out = []
-            for i in range(len(self.chunks)):
-                if i in self._collected:
-                    out.append(self._collected[i])
-                else:
-                    out.append(self._collect(i, self._futures[i].result() if i in self._futures else self._run(i)))
-            return out
+            with self._lock:
+                self._limit = self._after
+            self._submit()
+            while True:
+                with self._lock:
+                    pending = list(self._futures.items())
+                if not pending:
+                    break
+                wait([f for _, f in pending], return_when=FIRST_COMPLETED)
+                for i, future in pending:
+                    if future.done():
+                        self._collect(i, future.result())  # raises the chunk's error
+            return [self._collected[i] if i in self._collected else self._collect(i, self._run(i))
+                    for i in range(len(self.chunks))]
         finally:
             self.close()
 
     def close(self) -> None:
-        """Stop the background worker; chunks not yet started are dropped."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the background workers; chunks not yet started are dropped."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._ready.clear()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
