@@ -47,6 +47,29 @@ def test_preview_shape_keeps_the_aspect_and_never_enlarges():
     assert preview_shape(Shape2d(300, 200)) == Shape2d(300, 200)
 
 
+@pytest.mark.parametrize("rows, cols, max_side", [(1503, 3001, 512), (2999, 777, 400), (300, 200, 1024)])
+def test_preview_reads_the_scene_in_strips_sampling_the_pixels_of_one_whole_read(tmp_path, rows, cols, max_side):
+    from rasterio.transform import from_origin
+
+    from pipeline.outputs.preview import _scene_rgb
+
+    data = np.random.default_rng(rows).integers(1, 255, (3, rows, cols), dtype=np.uint8)
+    data[:, rows // 3 : rows // 2, : cols // 4] = 0  # a nodata corner, so the validity varies too
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=cols, height=rows, count=3, dtype="uint8", nodata=0,
+                       tiled=True, blockxsize=128, blockysize=128, compress="deflate", crs="EPSG:32645",
+                       transform=from_origin(300000, 3000000, 0.5, 0.5)) as dst:
+        dst.write(data)
+    shape = preview_shape(Shape2d(rows, cols), max_side)
+    bands, valid = _scene_rgb(path, shape)
+    with rasterio.open(path) as src:
+        whole = src.read([1, 2, 3], out_shape=(3, shape.rows, shape.cols), resampling=Resampling.nearest)
+        whole_valid = src.read_masks(1, out_shape=(shape.rows, shape.cols), resampling=Resampling.nearest) > 0
+    np.testing.assert_array_equal(bands, whole)
+    np.testing.assert_array_equal(valid, whole_valid)
+    assert 0 < valid.mean() < 1
+
+
 def test_preview_is_small_and_its_building_outlines_lie_on_building_pixels(published):
     scene, out = published
     png = out / "synth_preview.png"

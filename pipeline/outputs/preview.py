@@ -17,6 +17,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
+from rasterio.windows import Window
 from scipy.ndimage import binary_erosion
 
 from pipeline.grid import Shape2d
@@ -68,11 +69,26 @@ def _stretch(bands: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def _scene_rgb(scene_path: Path, shape: Shape2d) -> tuple[np.ndarray, np.ndarray]:
-    """The scene's first three bands (or its first, as grey) at ``shape``, and where it has data."""
+    """The scene's first three bands (or its first, as grey) at ``shape``, and where it has data.
+
+    Read in strips of about one block row of the scene, each as a fractional window whose rows map onto
+    the preview's exactly as in one whole read (the same pixels are sampled, tested): read whole, a
+    decimated read of a pixel-interleaved scene without overviews decodes each block once per band when
+    the block cache (``GDAL_CACHEMAX``, 64 MB in a run) is smaller than the scene (2.25 against 0.77 s
+    for 8192^2 RGB).
+    """
     with rasterio.open(scene_path) as src:
         indexes = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
-        bands = src.read(indexes, out_shape=(3, shape.rows, shape.cols), resampling=Resampling.nearest)
-        valid = src.read_masks(1, out_shape=(shape.rows, shape.cols), resampling=Resampling.nearest) > 0
+        rows_per_strip = max(1, src.block_shapes[0][0] * shape.rows // src.height)
+        bands = np.empty((3, shape.rows, shape.cols), dtype=src.dtypes[0])
+        valid = np.empty((shape.rows, shape.cols), dtype=bool)
+        scale = src.height / shape.rows
+        for top in range(0, shape.rows, rows_per_strip):
+            bottom = min(shape.rows, top + rows_per_strip)
+            window = Window(0, top * scale, src.width, (bottom - top) * scale)
+            out = (bottom - top, shape.cols)
+            bands[:, top:bottom] = src.read(indexes, window=window, out_shape=(3, *out), resampling=Resampling.nearest)
+            valid[top:bottom] = src.read_masks(1, window=window, out_shape=out, resampling=Resampling.nearest) > 0
     return bands, valid
 
 
