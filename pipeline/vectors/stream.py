@@ -34,7 +34,7 @@ class ChunkStream:
     not overlap (a scene's output units partition it); a region reported twice (a retried stage, a
     resumed run) counts once.
 
-    The background is processes by default (``processes=True``, for scenes of more than one chunk;
+    The background work runs in processes by default (``processes=True``, for scenes of more than one chunk;
     ``read`` must then pickle, as ``WorkingStore.reader()`` does): polygon clean-up is Python code that holds the GIL, and in a thread
     it slowed the forward passes beside it by 30 % more than its share of the CPU (1.44 against 1.10 s
     per batch on 2 cores). Not the Dask workers: they may be on other machines, and the chunks read the
@@ -77,8 +77,9 @@ class ChunkStream:
         self._halo = vectorizer.halo_px
         self._unseen_px = vectorizer.shape.size
         self._started = 0
-        #: Chunks whose windows were final before the last region of the mask came in: the vector work
-        #: that could run alongside inference.
+        self._submitted = 0
+        #: Chunks handed to the background before the last region of the mask came in: the vector work
+        #: that ran alongside inference.
         self.started_before_last_region = 0
 
     def start(self, read: ReadChunk) -> None:
@@ -105,6 +106,10 @@ class ChunkStream:
                 i = self._ready.popleft()
                 core, window = self.chunks[i]
                 self._running += 1
+                self._submitted += 1
+                # Also called from a done-callback, on the pool's own thread: one task per finished one,
+                # far from the tens of thousands of queued wake-ups that could fill the pool's wake-up
+                # pipe and deadlock older Pythons (gh-105829).
                 future = self._pool.submit(_chunk_task, self.vectorizer, core, window, self._read)
                 self._futures[i] = future
                 future.add_done_callback(self._finished)
@@ -142,7 +147,8 @@ class ChunkStream:
         self._seen.add(region)
         self._unseen_px -= region.intersection(Region.of_shape(self.vectorizer.shape)).size
         if self._unseen_px == 0:
-            self.started_before_last_region = self._started
+            with self._lock:
+                self.started_before_last_region = self._submitted
         # The chunk rows and columns whose windows (core +- halo) can reach the region.
         step, h, n_rows = self._step, self._halo, len(self.chunks) // self._cols
         rows = range(max(0, (region.row - h) // step), min(n_rows, (region.row_stop + h - 1) // step + 1))
