@@ -134,8 +134,8 @@ def segment(
         bool, typer.Option(help="Map scene values that do not fit the model's trained range linearly onto it.")
     ] = False,
     vector_processes: Annotated[
-        Optional[int], typer.Option(help="Vector chunk processes while the mask is written [default: 1 on a "
-                                         "CPU, the cores the local GPUs leave]; afterwards every core.")
+        Optional[int], typer.Option(help="Vector chunk processes at once [default: 1 when the CPU runs the "
+                                         "model, the cores the local GPUs leave, at most 8].")
     ] = None,
     debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
 ) -> None:

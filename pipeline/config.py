@@ -61,9 +61,8 @@ class SegmentConfig(BaseModel):
         2048, ge=64, description="Side of the mask chunks polygonized at once (the layers do not depend on it)."
     )
     vector_processes: int | None = Field(
-        None, ge=1, description="Vector chunk processes while the mask is being written (default: 1 when the "
-        "CPU runs the model, the cores left by the GPUs when this machine's GPUs run it); once it is written, "
-        "the chunks left run on every core (at most 8 processes).",
+        None, ge=1, description="Vector chunk processes at once (default: 1 when the CPU runs the model, the "
+        "cores the GPUs leave, at most 8, when this machine's GPUs run it).",
     )
     overwrite: bool = Field(False, description="Replace existing outputs of the same scene.")
     rescale: bool = Field(

@@ -404,32 +404,29 @@ def scene_vectorizer(job: SceneJob) -> SceneVectorizer:
     return SceneVectorizer(job.run_grid, classes=classes, settings=settings)
 
 
-#: Vector chunk processes at most, once the mask is written (each holds some 200-250 MiB at 2048^2 chunks).
+#: Vector chunk processes at most (each holds some 200-250 MiB at 2048^2 chunks).
 MAX_VECTOR_PROCESSES = 8
 
 
-def vector_processes(config: SegmentConfig) -> tuple[int, int]:
-    """Chunk processes (while inferring, after): see ``SegmentConfig.vector_processes``.
+def vector_processes(config: SegmentConfig) -> int:
+    """Chunk processes that run at once: ``--vector-processes``, else by what runs the forwards.
 
-    While a CPU runs the forwards they take every core, and one chunk process beside them is what their
+    When this CPU runs them they take every core, and one chunk process beside them is what their
     throughput can spare; local GPUs leave the cores but one a device (its block's reading and blending)
     to the vector work, which is then what limits the scene. A remote cluster's machines are unknown: 1.
     """
-    cores = usable_cores()
-    after = max(1, min(cores, MAX_VECTOR_PROCESSES))
     if config.vector_processes is not None:
-        return config.vector_processes, max(after, config.vector_processes)
+        return config.vector_processes
     gpus = local_gpu_count(config.device) if config.dask_address is None else 0
-    return (max(1, min(cores - gpus, MAX_VECTOR_PROCESSES)) if gpus else 1), after
+    return max(1, min(usable_cores() - gpus, MAX_VECTOR_PROCESSES)) if gpus else 1
 
 
 @contextmanager
 def vector_stream(job: SceneJob) -> Iterator[ChunkStream]:
     """The scene's background vector chunk work, from before ``infer_blocks`` until after ``vectorize``."""
-    during, after = vector_processes(job.config)
     # Finished buildings are staged in the working directory, not held until publishing.
     stream = ChunkStream(scene_vectorizer(job), spool=BuildingSpool(job.work_dir / "buildings.spool"),
-                         processes_during=during, processes_after=after)
+                         workers=vector_processes(job.config))
     try:
         yield stream
     finally:

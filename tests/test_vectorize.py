@@ -277,8 +277,9 @@ class WatchedReader(ArrayReader):
     """An ArrayReader that leaves a trace of concurrency in ``trace`` (its processes share no memory).
 
     Chunks left of ``barrier_col`` check that no other chunk is running (an exclusive lock file) and
-    sleep, so that a second one running beside them would be caught; chunks from ``barrier_col`` on wait
-    until two of them have started (up to 60 s) and record whether they did.
+    sleep, so that a second one running beside them would be caught (``overlap-COL``; ``read-COL`` when
+    not); chunks from ``barrier_col`` on wait until two of them have started (up to 60 s) and record
+    whether they did (``met-COL``).
     """
 
     def __init__(self, mask, confidence, trace, barrier_col: int):
@@ -308,38 +309,41 @@ class WatchedReader(ArrayReader):
         return super().__call__(region)
 
 
-def test_chunk_stream_runs_one_chunk_at_a_time_while_inferring_and_several_after(scene, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_chunk_stream_runs_as_many_chunks_at_once_as_it_has_workers(scene, tmp_path, workers):
     mask, confidence = scene
     mask, confidence = mask[:128, :512], confidence[:128, :512]
     settings = VectorSettings(chunk_size=128, halo_px=8)
     grid = GeoGrid(Shape2d(*mask.shape), TRANSFORM, UTM)
     expected = vectorize_scene(reader(mask, confidence), grid, settings=settings)
-    stream = ChunkStream(SceneVectorizer(grid, settings=settings), processes=True,
-                         processes_during=1, processes_after=2)
-    stream.start(WatchedReader(mask, confidence, tmp_path, barrier_col=2 * 128 - 8))
+    stream = ChunkStream(SceneVectorizer(grid, settings=settings), processes=True, workers=workers)
+    # The first two chunks must not run at once (one worker), the last two must (two workers).
+    barrier_col = 2 * 128 - 8 if workers == 2 else 512
+    stream.start(WatchedReader(mask, confidence, tmp_path, barrier_col=barrier_col))
     for col in (0, 64, 128, 192, 256):  # completes the windows (halo 8) of the first two chunks of four
         stream.final(Region(0, col, 128, 64))
     assert stream.started_chunks == 2
-    # The second starts when the first is back, with no further region reported.
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "read-120").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert (tmp_path / "read-0").exists() and (tmp_path / "read-120").exists()
+    if workers == 1:  # the second starts when the first is back, with no further region reported
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "read-120").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "read-0").exists() and (tmp_path / "read-120").exists()
     stream.final(Region(0, 320, 128, 192))
-    layers = stream.results()  # the last two chunks run side by side
-    assert not list(tmp_path.glob("overlap-*")), "two chunks ran at once while inferring"
-    assert sorted(p.name for p in tmp_path.glob("met-*")) == ["met-248", "met-376"]
+    layers = stream.results()
+    if workers == 1:
+        assert not list(tmp_path.glob("overlap-*")), "two chunks ran at once with one worker"
+        assert len(list(tmp_path.glob("read-*"))) == 4
+    else:
+        assert sorted(p.name for p in tmp_path.glob("met-*")) == ["met-248", "met-376"]
     _assert_same_layers(stream.vectorizer.finish(layers), expected)
 
 
 def test_vector_processes_follow_the_device_and_the_option():
     from pipeline.config import SegmentConfig
-    from pipeline.raster.infer import usable_cores
-    from pipeline.stages import MAX_VECTOR_PROCESSES, vector_processes
+    from pipeline.stages import vector_processes
 
-    after = min(usable_cores(), MAX_VECTOR_PROCESSES)
-    assert vector_processes(SegmentConfig(device="cpu")) == (1, after)  # the forwards need the cores
-    assert vector_processes(SegmentConfig(device="cpu", vector_processes=3)) == (3, max(3, after))
+    assert vector_processes(SegmentConfig(device="cpu")) == 1  # the forwards need the cores
+    assert vector_processes(SegmentConfig(device="cpu", vector_processes=3)) == 3
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         SegmentConfig(vector_processes=0)
 

@@ -40,27 +40,28 @@ class ChunkStream:
     per batch on 2 cores). Not the Dask workers: they may be on other machines, and the chunks read the
     working store of this one.
 
-    While the mask is being written at most ``processes_during`` chunks run at once (1 when the forwards
-    run on this CPU and need its cores; more when a GPU runs them and the cores would idle); the others
-    wait in raster order. Once :meth:`results` is called (the mask is complete, the forwards are over)
-    the chunks left run ``processes_after`` at once.
+    At most ``workers`` chunks run at once (1 when the forwards run on this CPU and need its cores; more
+    when a GPU runs them and the cores would idle); the others wait in the order they became ready, and
+    the next one starts as soon as one is back. (Raising the count once the forwards are over did not
+    pay on 2 cores: the processes a pool starts for it cost more than the 3 chunks left at 4096^2, and
+    the pool, which decides to start a process before it counts the one that just finished as idle,
+    started them while the forwards still ran, 5-7 s slower at 8192^2.)
     """
 
     def __init__(
         self, vectorizer: SceneVectorizer, *, processes: bool = True, spool: BuildingSpool | None = None,
-        processes_during: int = 1, processes_after: int = 1,
+        workers: int = 1,
     ):
-        if processes_during < 1 or processes_after < 1:
-            raise ValueError(f"chunk processes must be at least 1, got {processes_during} and {processes_after}")
+        if workers < 1:
+            raise ValueError(f"chunk workers must be at least 1, got {workers}")
         self.vectorizer = vectorizer
         #: Where finished buildings are staged as chunks come back (None: they stay in the chunks).
         self.spool = spool
         self.chunks = vectorizer.windows()
         # A single chunk is only ready when the whole mask is: nothing to overlap, no process to start.
         self.processes = processes and len(self.chunks) > 1
-        workers = (processes_during, processes_after) if self.processes else (1, 1)
-        self._during, self._after = (min(n, len(self.chunks)) for n in workers)
-        self._limit = self._during  # chunks running at once; results() raises it to the ``after`` count
+        #: Chunks running at once.
+        self.workers = min(workers, len(self.chunks)) if self.processes else 1
         self._remaining = [window.size for _, window in self.chunks]
         self._seen: set[Region] = set()
         # Chunks whose windows are final, in the order they became so, not yet handed to the pool; and
@@ -86,14 +87,12 @@ class ChunkStream:
         """Begin taking regions; chunks are read with ``read`` (the working store's reader)."""
         self._read = read
         if self._pool is None:
-            workers = max(self._during, self._after)
             if self.processes:
-                # spawn, not fork: this process runs Dask's and torch's threads. Processes start as tasks
-                # need them: a second one only once two chunks run side by side.
+                # spawn, not fork: this process runs Dask's and torch's threads.
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
             else:
-                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sceneseg-vectorize")
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sceneseg-vectorize")
 
     def _run(self, i: int) -> ChunkVectors:
         core, window = self.chunks[i]
@@ -102,7 +101,7 @@ class ChunkStream:
     def _submit(self) -> None:
         """Hand waiting chunks to the pool while fewer than the limit are running."""
         with self._lock:
-            while self._ready and self._running < self._limit and self._pool is not None:
+            while self._ready and self._running < self.workers and self._pool is not None:
                 i = self._ready.popleft()
                 core, window = self.chunks[i]
                 self._running += 1
@@ -175,13 +174,11 @@ class ChunkStream:
     def results(self) -> list[ChunkVectors]:
         """Every chunk's contribution in raster order; chunks never completed are read and run now.
 
-        The chunks still waiting run ``processes_after`` at once; the first error is raised.
+        The first error is raised.
         """
         if self._read is None:
             raise RuntimeError("ChunkStream.start() must come before results()")
         try:
-            with self._lock:
-                self._limit = self._after
             self._submit()
             while True:
                 with self._lock:
