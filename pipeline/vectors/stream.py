@@ -9,9 +9,7 @@ the chunk is back, so the scene's memory does not grow with its buildings.
 from __future__ import annotations
 
 import multiprocessing
-import threading
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
 from pipeline.grid import Region
 from pipeline.vectors.assemble import ChunkVectors, ReadChunk, SceneVectorizer
@@ -34,18 +32,15 @@ class ChunkStream:
     not overlap (a scene's output units partition it); a region reported twice (a retried stage, a
     resumed run) counts once.
 
-    The background work runs in processes by default (``processes=True``, for scenes of more than one chunk;
-    ``read`` must then pickle, as ``WorkingStore.reader()`` does): polygon clean-up is Python code that holds the GIL, and in a thread
-    it slowed the forward passes beside it by 30 % more than its share of the CPU (1.44 against 1.10 s
-    per batch on 2 cores). Not the Dask workers: they may be on other machines, and the chunks read the
-    working store of this one.
-
-    At most ``workers`` chunks run at once (1 when the forwards run on this CPU and need its cores; more
-    when a GPU runs them and the cores would idle); the others wait in the order they became ready, and
-    the next one starts as soon as one is back. (Raising the count once the forwards are over did not
-    pay on 2 cores: the processes a pool starts for it cost more than the 3 chunks left at 4096^2, and
-    the pool, which decides to start a process before it counts the one that just finished as idle,
-    started them while the forwards still ran, 5-7 s slower at 8192^2.)
+    The background is a pool of ``workers`` processes by default (``processes=True``, for scenes of more
+    than one chunk; ``read`` must then pickle, as ``WorkingStore.reader()`` does): polygon clean-up is
+    Python code that holds the GIL, and in a thread it slowed the forward passes beside it by 30 % more
+    than its share of the CPU (1.44 against 1.10 s per batch on 2 cores). Not the Dask workers: they may be
+    on other machines, and the chunks read the working store of this one. At most ``workers`` chunks run
+    at once, the others wait in the order they became ready: 1 when the forwards run on this CPU and need
+    its cores, more when a GPU runs them and the cores would idle. (More processes only once the forwards
+    are over did not pay on 2 cores: no gain at 4096^2, and 5-7 s lost at 8192^2, where the pool started
+    its second process while the forwards still ran.)
     """
 
     def __init__(
@@ -64,12 +59,7 @@ class ChunkStream:
         self.workers = min(workers, len(self.chunks)) if self.processes else 1
         self._remaining = [window.size for _, window in self.chunks]
         self._seen: set[Region] = set()
-        # Chunks whose windows are final, in the order they became so, not yet handed to the pool; and
-        # those handed to it, not yet collected. Done-callbacks run on the pool's thread: both under the lock.
-        self._ready: deque[int] = deque()
-        self._futures: dict[int, Future[ChunkVectors]] = {}
-        self._running = 0
-        self._lock = threading.RLock()
+        self._futures: dict[int, Future[ChunkVectors]] = {}  # started, not yet collected
         self._collected: dict[int, ChunkVectors] = {}
         self._read: ReadChunk | None = None
         self._pool: Executor | None = None
@@ -78,9 +68,8 @@ class ChunkStream:
         self._halo = vectorizer.halo_px
         self._unseen_px = vectorizer.shape.size
         self._started = 0
-        self._submitted = 0
-        #: Chunks handed to the background before the last region of the mask came in: the vector work
-        #: that ran alongside inference.
+        #: Chunks started before the last region of the mask came in: the vector work that ran
+        #: alongside inference.
         self.started_before_last_region = 0
 
     def start(self, read: ReadChunk) -> None:
@@ -98,44 +87,20 @@ class ChunkStream:
         core, window = self.chunks[i]
         return _chunk_task(self.vectorizer, core, window, self._read)
 
-    def _submit(self) -> None:
-        """Hand waiting chunks to the pool while fewer than the limit are running."""
-        with self._lock:
-            while self._ready and self._running < self.workers and self._pool is not None:
-                i = self._ready.popleft()
-                core, window = self.chunks[i]
-                self._running += 1
-                self._submitted += 1
-                # Also called from a done-callback, on the pool's own thread: one task per finished one,
-                # far from the tens of thousands of queued wake-ups that could fill the pool's wake-up
-                # pipe and deadlock older Pythons (gh-105829).
-                future = self._pool.submit(_chunk_task, self.vectorizer, core, window, self._read)
-                self._futures[i] = future
-                future.add_done_callback(self._finished)
-
-    def _finished(self, future: Future[ChunkVectors]) -> None:
-        """A chunk is back (or failed, or was cancelled): its slot goes to the next waiting chunk."""
-        with self._lock:
-            self._running -= 1
-            if not future.cancelled() and future.exception() is None:
-                self._submit()
-
     def _collect(self, i: int, result: ChunkVectors) -> ChunkVectors:
         """Keep chunk ``i``'s result, its buildings staged in the spool when there is one."""
         if self.spool is not None:
             self.spool.put(i, result.buildings, result.building_scores, result.building_keys)
             result = result.without_buildings()
         self._collected[i] = result
-        with self._lock:
-            self._futures.pop(i, None)
+        self._futures.pop(i, None)
         return result
 
     def _drain(self) -> None:
         """Collect the chunks that came back without error (errors are raised by :meth:`results`)."""
-        with self._lock:
-            done = [(i, f) for i, f in self._futures.items() if f.done() and not f.cancelled() and f.exception() is None]
-        for i, future in done:
-            self._collect(i, future.result())
+        for i, future in list(self._futures.items()):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._collect(i, future.result())
 
     def final(self, region: Region) -> None:
         """``region`` of the mask is final: start every chunk whose window it completes."""
@@ -146,8 +111,7 @@ class ChunkStream:
         self._seen.add(region)
         self._unseen_px -= region.intersection(Region.of_shape(self.vectorizer.shape)).size
         if self._unseen_px == 0:
-            with self._lock:
-                self.started_before_last_region = self._submitted
+            self.started_before_last_region = self._started
         # The chunk rows and columns whose windows (core +- halo) can reach the region.
         step, h, n_rows = self._step, self._halo, len(self.chunks) // self._cols
         rows = range(max(0, (region.row - h) // step), min(n_rows, (region.row_stop + h - 1) // step + 1))
@@ -160,44 +124,34 @@ class ChunkStream:
                     continue
                 self._remaining[i] -= overlap.size
                 if self._remaining[i] == 0:
-                    with self._lock:
-                        self._ready.append(i)
+                    core, window = self.chunks[i]
+                    self._futures[i] = self._pool.submit(_chunk_task, self.vectorizer, core, window, self._read)
                     self._started += 1
-        self._submit()
-        self._drain()
+        if self.spool is not None:
+            self._drain()
 
     @property
     def started_chunks(self) -> int:
-        """Chunks whose windows are final so far: running in the background, done, or waiting their turn."""
+        """Chunks handed to the background so far."""
         return self._started
 
     def results(self) -> list[ChunkVectors]:
-        """Every chunk's contribution in raster order; chunks never completed are read and run now.
-
-        The first error is raised.
-        """
+        """Every chunk's contribution in raster order; chunks never completed are read and run now."""
         if self._read is None:
             raise RuntimeError("ChunkStream.start() must come before results()")
         try:
-            self._submit()
-            while True:
-                with self._lock:
-                    pending = list(self._futures.items())
-                if not pending:
-                    break
-                wait([f for _, f in pending], return_when=FIRST_COMPLETED)
-                for i, future in pending:
-                    if future.done():
-                        self._collect(i, future.result())  # raises the chunk's error
-            return [self._collected[i] if i in self._collected else self._collect(i, self._run(i))
-                    for i in range(len(self.chunks))]
+            out = []
+            for i in range(len(self.chunks)):
+                if i in self._collected:
+                    out.append(self._collected[i])
+                else:
+                    out.append(self._collect(i, self._futures[i].result() if i in self._futures else self._run(i)))
+            return out
         finally:
             self.close()
 
     def close(self) -> None:
-        """Stop the background workers; chunks not yet started are dropped."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-            self._ready.clear()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the background worker; chunks not yet started are dropped."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
