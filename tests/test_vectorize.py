@@ -348,6 +348,20 @@ def test_vector_processes_follow_the_device_and_the_option():
         SegmentConfig(vector_processes=0)
 
 
+@pytest.mark.parametrize("cores, expected", [(16, 8), (6, 4), (2, 1)])
+def test_local_gpus_leave_their_cores_to_the_vector_processes(monkeypatch, cores, expected):
+    """The GPU branch on a machine without GPUs: this machine's GPU count and cores stand in (sceneseg's own
+    helpers; torch is not touched)."""
+    from pipeline import stages
+    from pipeline.config import SegmentConfig
+
+    monkeypatch.setattr(stages, "local_gpu_count", lambda device: 2)
+    monkeypatch.setattr(stages, "usable_cores", lambda: cores)
+    assert stages.vector_processes(SegmentConfig()) == expected  # cores - GPUs, at most 8, at least 1
+    # Blocks on a remote cluster: this machine's cores may be anyone's.
+    assert stages.vector_processes(SegmentConfig(dask_address="tcp://127.0.0.1:8786")) == 1
+
+
 def test_chunk_stream_runs_the_chunks_never_completed_at_the_end(scene):
     mask, confidence = scene
     settings = VectorSettings(chunk_size=256)
