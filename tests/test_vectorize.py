@@ -338,6 +338,42 @@ def test_chunk_stream_runs_as_many_chunks_at_once_as_it_has_workers(scene, tmp_p
     _assert_same_layers(stream.vectorizer.finish(layers), expected)
 
 
+class ModulesReader(ArrayReader):
+    """An ArrayReader that writes which heavy libraries the process reading it has imported."""
+
+    HEAVY = ("geopandas", "pandas", "pyogrio", "torch", "dask", "prefect")
+
+    def __init__(self, mask, confidence, trace):
+        super().__init__(mask, confidence)
+        self.trace = trace
+
+    def __call__(self, region: Region):
+        import os
+        import sys
+
+        loaded = [m for m in self.HEAVY if m in sys.modules]
+        (self.trace / f"{os.getpid()}-{region.col}").write_text(",".join(loaded))
+        return super().__call__(region)
+
+
+def test_chunk_processes_import_no_frame_or_model_libraries(scene, tmp_path):
+    """A chunk process imports what polygonizing needs, not geopandas/pandas (45 MB a process) or torch."""
+    import os
+
+    mask, confidence = scene
+    mask, confidence = mask[:128, :256], confidence[:128, :256]
+    settings = VectorSettings(chunk_size=128, halo_px=8)
+    grid = GeoGrid(Shape2d(*mask.shape), TRANSFORM, UTM)
+    stream = ChunkStream(SceneVectorizer(grid, settings=settings), processes=True)
+    stream.start(ModulesReader(mask, confidence, tmp_path))
+    stream.final(Region(0, 0, 128, 256))
+    layers = stream.vectorizer.finish(stream.results())
+    traces = list(tmp_path.iterdir())
+    assert len(traces) == 2 and all(int(t.name.split("-")[0]) != os.getpid() for t in traces)
+    assert {t.read_text() for t in traces} == {""}, [t.read_text() for t in traces]
+    assert len(layers.buildings) > 0
+
+
 def test_vector_processes_follow_the_device_and_the_option():
     from pipeline.config import SegmentConfig
     from pipeline.stages import vector_processes

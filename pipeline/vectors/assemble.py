@@ -15,9 +15,7 @@ from dataclasses import dataclass, fields, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 from pyproj import CRS
 
@@ -44,6 +42,8 @@ from pipeline.vectors.polygons import (
 )
 
 if TYPE_CHECKING:
+    import geopandas as gpd
+
     from pipeline.vectors.spool import BuildingSpool
 
 __all__ = ["VectorSettings", "ChunkVectors", "SceneVectorizer", "ReadChunk", "vectorize_scene"]
@@ -85,6 +85,11 @@ class VectorSettings:
 def _frame(
     class_name: str, geoms: np.ndarray, scores: np.ndarray, measure: str, values: np.ndarray, crs: CRS
 ) -> gpd.GeoDataFrame:
+    # Imported here, not at the top: the chunk processes (``pipeline.vectors.stream``) import this module
+    # and never build a frame; pandas and geopandas cost each of them 45 MB and 0.6 s to import.
+    import geopandas as gpd
+    import pandas as pd
+
     data = pd.DataFrame(
         {
             "class": pd.Series([class_name] * len(geoms), dtype=object),

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
-import geopandas as gpd
-import pandas as pd
+if TYPE_CHECKING:  # geopandas is imported where frames are built: a vector chunk process never needs it
+    import geopandas as gpd
 
 __all__ = [
     "LayerSchema",
@@ -82,12 +82,15 @@ class LayerBatches:
 
     def to_frame(self) -> gpd.GeoDataFrame:
         """The whole layer in memory (for small scenes and tests)."""
+        import geopandas as gpd
+        import pandas as pd
+
         parts = list(self.batches())
         return parts[0] if len(parts) == 1 else gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
 
 
 #: A layer held in memory or read in batches.
-Layer = Union[gpd.GeoDataFrame, LayerBatches]
+Layer = Union["gpd.GeoDataFrame", LayerBatches]
 
 
 def frame_batches(layer: Layer) -> Iterator[gpd.GeoDataFrame]:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
 import shapely
 
@@ -29,13 +29,16 @@ from pipeline.errors import OutputError
 from pipeline.vectors.layers import LayerBatches
 from pipeline.vectors.polygonize import key_order
 
+if TYPE_CHECKING:
+    import geopandas as gpd
+
 __all__ = ["BuildingSpool", "BATCH_FEATURES"]
 
 #: Features per batch read back from the spool (about 25-50 MB of polygons at once).
 BATCH_FEATURES = 50_000
 
 #: Builds a layer's frame from geometries (in the CRS) and their scores.
-FrameFn = Callable[[np.ndarray, np.ndarray], gpd.GeoDataFrame]
+FrameFn = Callable[[np.ndarray, np.ndarray], "gpd.GeoDataFrame"]
 
 
 class BuildingSpool:
