@@ -90,14 +90,16 @@ def polygonize_chunk(
     pixel count come from one bincount, then polygonized by value with ``rasterio.features.shapes``.
     """
     labels = np.zeros(mask.shape, dtype=np.int32)
+    lab = np.empty(mask.shape, dtype=np.int32)  # one buffer for every class's labelling
     label_class = [0]
     for class_id in class_ids:
-        lab, n = ndimage.label(mask == class_id, structure=_CROSS)
+        n = ndimage.label(mask == class_id, structure=_CROSS, output=lab)
         if n:
-            # Classes are disjoint: shift this class's labels past the previous ones and add them in.
-            np.add(lab, len(label_class) - 1, out=lab, where=lab > 0)
-            labels += lab
+            # Classes are disjoint (``labels`` is 0 under this class): its labels, shifted past the
+            # previous classes', go straight in.
+            np.add(lab, len(label_class) - 1, out=labels, where=lab > 0)
             label_class.extend([class_id] * n)
+    del lab
     n_labels = len(label_class) - 1
     if n_labels == 0:
         empty = np.zeros(0)
@@ -111,9 +113,14 @@ def polygonize_chunk(
         )
 
     geoms = _label_polygons(labels, n_labels, Affine.translation(region.col, region.row))
+    # Sums over the labelled pixels only, not a float64 copy of the whole chunk (32 MB at 2048^2); the
+    # order within each label is the same raster order, and integer sums are exact either way.
     flat = labels.ravel()
-    score_sums = np.bincount(flat, weights=confidence.ravel().astype(np.float64), minlength=n_labels + 1)[1:]
-    pixel_counts = np.bincount(flat, minlength=n_labels + 1)[1:]
+    labelled = np.flatnonzero(flat)
+    ids = flat[labelled]
+    score_sums = np.bincount(ids, weights=confidence.ravel()[labelled], minlength=n_labels + 1)[1:]
+    pixel_counts = np.bincount(ids, minlength=n_labels + 1)[1:]
+    del labelled, ids
     minx, miny, maxx, maxy = shapely.bounds(geoms).T
     on_edge = (minx <= region.col) | (miny <= region.row)
     on_edge |= (maxx >= region.col_stop) | (maxy >= region.row_stop)
