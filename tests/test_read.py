@@ -6,7 +6,7 @@ import rasterio
 
 from pipeline.grid import BlockPlan, Region, Shape2d
 from pipeline.raster.read import SceneReader, mirror_read
-from tests.conftest import coordinate_image, write_geotiff
+from tests.conftest import coordinate_image, smooth_image, write_geotiff
 
 
 @pytest.mark.parametrize("tile,overlap,block", [(32, 8, 48), (64, 16, 96), (48, 4, 400)])
@@ -47,4 +47,33 @@ def test_reader_normalizes_and_reports_nodata(tmp_path):
     np.testing.assert_allclose(out[1, 10], 2.0)
     valid = reader.valid(Region(0, 0, 20, 20))
     assert not valid[:5].any() and valid[5:].all()
+    reader.close()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float64])
+@pytest.mark.parametrize("channels_last", [True, False], ids=["nhwc", "nchw"])
+def test_raw_tiles_normalized_while_packed_give_the_bits_of_a_normalized_read(tmp_path, tiny_checkpoint, dtype,
+                                                                               channels_last):
+    """What a block holds is the raw read (uint8 a quarter of float32); the probabilities are unchanged."""
+    from pipeline.grid import Block
+    from pipeline.raster.blocks import tile_views
+    from pipeline.raster.infer import InferenceSettings, Normalization, get_predictor
+
+    rng = np.random.default_rng(5)
+    data = (smooth_image(100, 90).astype(np.float64) * (200 if dtype in (np.uint16, np.int32) else 1)).astype(dtype)
+    if dtype == np.float64:
+        data = data + rng.random(data.shape)
+        data[1, 10:14, 20:30] = np.nan
+    path = write_geotiff(tmp_path / "scene.tif", data)
+    reader = SceneReader(path, [1, 2, 3], mean=[120.5, 99.0, 140.25], std=[60.0, 33.3, 71.7], has_mask=False)
+    extent = Region(-8, -8, 116, 106)  # mirror padding on every side
+    raw = reader.read_raw(extent)
+    assert raw.dtype == (np.float32 if dtype == np.float64 else dtype)
+    normalized = reader.read(extent)
+    block = Block(index=(0, 0), extent=extent, core=Region(0, 0, 100, 90),
+                  tiles=tuple(Region(r, c, 64, 64) for r in (-8, 44) for c in (-8, 34)))
+    predictor = get_predictor(tiny_checkpoint, InferenceSettings(device="cpu", batch_size=3, channels_last=channels_last))
+    expected = predictor.predict(tile_views(normalized, block))
+    got = predictor.predict(tile_views(raw, block), Normalization(reader.mean, reader.std))
+    np.testing.assert_array_equal(got, expected)
     reader.close()

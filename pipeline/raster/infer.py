@@ -34,6 +34,7 @@ from pipeline.errors import ConfigError
 
 __all__ = [
     "InferenceSettings",
+    "Normalization",
     "CPU_BATCH_SIZE",
     "GPU_BATCH_SIZE",
     "default_batch_size",
@@ -43,6 +44,14 @@ __all__ = [
     "get_predictor",
 ]
 
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-band ``(x - mean) / std`` of raw tiles (see ``Predictor.predict_batches``)."""
+
+    mean: np.ndarray
+    std: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -137,36 +146,43 @@ class Predictor:
         self._lock = threading.Lock() if self.device.type == "cuda" else contextlib.nullcontext()
         self._staging: torch.Tensor | None = None
 
-    def predict(self, tiles: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities ``(n, classes, T, T)`` float32 for normalized tiles ``(n, bands, T, T)``."""
-        outputs = list(self.predict_batches(tiles))
+    def predict(
+        self, tiles: np.ndarray | Sequence[np.ndarray], normalization: Normalization | None = None
+    ) -> np.ndarray:
+        """Probabilities ``(n, classes, T, T)`` float32 for tiles ``(n, bands, T, T)`` (see :meth:`predict_batches`)."""
+        outputs = list(self.predict_batches(tiles, normalization))
         return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
 
     @torch.inference_mode()
-    def predict_batches(self, tiles: np.ndarray | Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+    def predict_batches(
+        self, tiles: np.ndarray | Sequence[np.ndarray], normalization: Normalization | None = None
+    ) -> Iterator[np.ndarray]:
         """Probabilities of ``tiles`` (each ``(bands, T, T)``, views are fine) one batch at a time, in order.
 
         Each batch is packed straight into the layout the model runs in (for channels_last, NHWC, which
         the tensor then views as NCHW without a copy), padded with zero tiles to the batch size so every
-        forward has one shape. A block's tiles are never stacked whole, nor its probabilities.
+        forward has one shape. A block's tiles are never stacked whole, nor its probabilities. Tiles are
+        normalized already, or raw scene values with ``normalization`` (per-band mean and std), which is
+        applied as each batch is packed: the same float32 steps as ``read.normalize``, so the same bits.
         """
         size = self.batch_size
         for start in range(0, len(tiles), size):
             chunk = tiles[start : start + size]
-            yield self._forward(self._pack(chunk))[: len(chunk)]
+            yield self._forward(self._pack(chunk, normalization))[: len(chunk)]
 
-    def _pack(self, chunk: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+    def _pack(self, chunk: np.ndarray | Sequence[np.ndarray], normalization: Normalization | None) -> torch.Tensor:
         bands, rows, cols = chunk[0].shape
-        size = self.batch_size
-        if self.memory_format is torch.channels_last:
-            packed = np.zeros((size, rows, cols, bands), dtype=np.float32)
-            for i, tile in enumerate(chunk):
-                packed[i] = tile.transpose(1, 2, 0)
-            return torch.from_numpy(packed).permute(0, 3, 1, 2)
-        packed = np.zeros((size, bands, rows, cols), dtype=np.float32)
+        size, n = self.batch_size, len(chunk)
+        nhwc = self.memory_format is torch.channels_last
+        packed = np.zeros((size, rows, cols, bands) if nhwc else (size, bands, rows, cols), dtype=np.float32)
         for i, tile in enumerate(chunk):
-            packed[i] = tile
-        return torch.from_numpy(packed)
+            packed[i] = tile.transpose(1, 2, 0) if nhwc else tile  # cast to float32, as normalize's astype
+        if normalization is not None:
+            shape = (bands,) if nhwc else (bands, 1, 1)
+            packed[:n] -= normalization.mean.astype(np.float32).reshape(shape)
+            packed[:n] /= normalization.std.astype(np.float32).reshape(shape)
+        tensor = torch.from_numpy(packed)
+        return tensor.permute(0, 3, 1, 2) if nhwc else tensor
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         if self.device.type != "cuda":
