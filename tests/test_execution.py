@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from distributed import LocalCluster
@@ -127,6 +129,24 @@ def test_each_in_process_worker_thread_gets_its_share_of_the_cores(tiny_checkpoi
     with dask_client(None, in_flight) as client:
         seen = client.submit(_threads_after_loading, tiny_checkpoint, pure=False).result()
     assert seen == max(1, usable_cores() // in_flight)
+
+
+def test_a_scene_of_one_block_runs_its_forwards_on_every_core(tiny_checkpoint, tmp_path, monkeypatch):
+    """With fewer blocks than --max-in-flight there are fewer worker threads, so no core is left idle."""
+    from pipeline.raster.infer import usable_cores
+
+    cores = usable_cores()
+    if cores < 2:
+        pytest.skip("needs two cores to tell a whole-CPU forward from a half-CPU one")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    scene = write_geotiff(tmp_path / "scene.tif", smooth_image(150, 170))
+    config = SegmentConfig(model=str(tiny_checkpoint), max_in_flight=2)
+    one = segment_scene(scene, tmp_path / "one", config)
+    many = segment_scene(scene, tmp_path / "many", config.model_copy(update={"block_size": 64}))
+    assert (one.blocks, one.forward_threads) == (1, [cores])
+    assert many.blocks > 2 and many.forward_threads == [cores // 2]  # two blocks at once share the cores
+    run = json.loads(next((tmp_path / "one").glob("*_run.json")).read_text())
+    assert run["result"]["forward_threads"] == [cores]
 
 
 def test_tta_is_the_mean_of_the_eight_symmetric_forwards(tiny_checkpoint):

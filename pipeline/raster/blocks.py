@@ -46,6 +46,8 @@ class BlockOutput:
     finals: list[UnitResult]
     partials: list[UnitPartial]
     tiles: int
+    #: torch threads its forwards ran on (the worker thread's share of the cores on a CPU).
+    threads: int = 1
 
 
 def tile_views(image: np.ndarray, block: Block) -> list[np.ndarray]:
@@ -127,4 +129,4 @@ def process_block(job: BlockJob, index: tuple[int, int]) -> BlockOutput:
     del image
     valid = reader.valid(block.core) if not block.core.is_empty else None
     finals, partials = split_block(plan, block, acc, valid)
-    return BlockOutput(index, finals, partials, len(block.tiles))
+    return BlockOutput(index, finals, partials, len(block.tiles), torch.get_num_threads())
