@@ -44,7 +44,7 @@ from pipeline.preflight import (
     output_crs_for,
     output_scene_id,
 )
-from pipeline.raster.blend import NODATA_CLASS, UnitAssembler, UnitResult
+from pipeline.raster.blend import FIXED_POINT, NODATA_CLASS, UnitAssembler, UnitResult
 from pipeline.raster.blocks import BlockJob
 from pipeline.raster.execute import dask_client, local_gpu_count, run_blocks
 from pipeline.raster.infer import InferenceSettings, default_batch_size, usable_cores
@@ -303,6 +303,8 @@ def _fingerprint(job: SceneJob) -> dict:
         "scene": str(job.scene.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
         "checkpoint_id": job.checkpoint_id, "tile_size": plan.tile_size, "overlap": plan.overlap,
         "block_tiles": plan.block_tiles, "shape": [plan.scene.rows, plan.scene.cols],
+        # Saved seam partials are fixed-point sums: a working directory of float sums is not resumed from.
+        "accumulator": f"int32/{FIXED_POINT}",
     }
 
 

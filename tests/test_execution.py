@@ -183,7 +183,7 @@ def test_tta_masks_do_not_depend_on_the_block_size(smooth_scene, tmp_path, tiny_
 def test_blocks_reusing_a_workers_arrays_blend_what_fresh_arrays_blend(tmp_path, tiny_checkpoint):
     """process_block hands each block views of one thread-local buffer (of the largest extent seen, full of
     the last block's sums): the blocks of a scene, edge blocks included, equal a fresh accumulator's."""
-    from pipeline.raster.blend import BlockAccumulator, blend_window
+    from pipeline.raster.blend import BlockAccumulator, fixed_window
     from pipeline.raster.blocks import _accumulator_arrays, process_block, tile_views
     from pipeline.raster.infer import get_predictor
     from pipeline.raster.read import SceneReader
@@ -199,7 +199,7 @@ def test_blocks_reusing_a_workers_arrays_blend_what_fresh_arrays_blend(tmp_path,
         fresh = BlockAccumulator(block.extent, bj.num_classes)
         probs = predictor.predict(tile_views(reader.read(block.extent), block))
         for tile, p in zip(block.tiles, probs, strict=True):
-            fresh.add(tile, p, blend_window(plan.tile_size, plan.overlap))
+            fresh.add(tile, p, fixed_window(plan.tile_size, plan.overlap))
         sums, weights = _accumulator_arrays(bj.num_classes, block.extent.rows, block.extent.cols)
         np.testing.assert_array_equal(sums, fresh.sums)
         np.testing.assert_array_equal(weights, fresh.weights)
