@@ -122,3 +122,22 @@ def test_geographic_lengths_match_utm_within_one_percent():
     lines = layers.road_centerlines
     assert len(lines) >= 3
     np.testing.assert_allclose(lines["length_m"].values, lines.to_crs(UTM).length.values, rtol=0.01)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_thinning_the_bounding_box_gives_the_skeleton_of_the_whole_chunk(seed):
+    from skimage.morphology import skeletonize
+
+    from pipeline.vectors.centerlines import _skeletonize_in_bounds
+
+    rng = np.random.default_rng(seed)
+    binary = np.zeros((300, 260), dtype=bool)
+    for _ in range(rng.integers(1, 6)):  # thick strokes, some through the chunk edges (seeds 0, 3: the corner)
+        r0, c0 = rng.integers(-20, 280), rng.integers(-20, 240)
+        if seed % 3 == 0:
+            r0, c0 = -5, -5
+        h, w = rng.integers(3, 60), rng.integers(3, 200)
+        binary[max(r0, 0): max(r0 + h, 0), max(c0, 0): max(c0 + w, 0)] = True
+    binary &= rng.random(binary.shape) > 0.02  # holes and ragged edges
+    np.testing.assert_array_equal(_skeletonize_in_bounds(binary), skeletonize(binary))
+    assert not _skeletonize_in_bounds(np.zeros((5, 5), bool)).any()

@@ -74,7 +74,10 @@ def skeleton_lines(
     Returns:
         LineStrings in scene pixel coordinates, split wherever a connector attaches.
     """
-    skel = skeletonize(_clean_road(road.astype(bool), window, scene, min_component_px))
+    road = np.asarray(road, dtype=bool)
+    if not road.any():  # most chunks of a rural or coastal scene: nothing to clean or thin
+        return np.zeros(0, dtype=object)
+    skel = _skeletonize_in_bounds(_clean_road(road, window, scene, min_component_px))
     rows, cols = core.slices_in(window)
     core_skel = skel[rows, cols]
     if not core_skel.any():
@@ -108,6 +111,23 @@ def skeleton_lines(
     # (row, col) in the window -> (x, y) of pixel centres in the scene.
     connectors = np.stack([start_px[:, ::-1], end_px[:, ::-1]], axis=1) + (window.col + 0.5, window.row + 0.5)
     return np.concatenate([lines, shapely.linestrings(connectors)]) if len(connectors) else lines
+
+
+def _skeletonize_in_bounds(binary: np.ndarray) -> np.ndarray:
+    """``skeletonize(binary)``, thinned only over the bounding box of its pixels plus one empty pixel a side.
+
+    Thinning looks at 3 x 3 neighbourhoods and never sets a pixel, so outside the box nothing changes and
+    inside it a ring of zeros is what the whole image shows; the result is the same (tested), but a chunk
+    with one road in a corner is not swept whole on every pass (136 against under 1 ms for a 20 x 600 road
+    in a 2176^2 chunk).
+    """
+    rows, cols = np.flatnonzero(binary.any(axis=1)), np.flatnonzero(binary.any(axis=0))
+    out = np.zeros(binary.shape, dtype=bool)
+    if len(rows) == 0:
+        return out
+    box = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+    out[box] = skeletonize(binary[box])
+    return out
 
 
 def _pixel_edges(skel: np.ndarray) -> np.ndarray:
