@@ -353,7 +353,7 @@ def infer_blocks(
     in_flight = max(job.config.max_in_flight, 2 * gpus)
     # Fewer blocks to run than --max-in-flight: fewer worker threads, so each CPU forward gets the cores the
     # idle threads would have held (torch threads are cores / worker threads): a one-block scene ran its
-    # forwards on one of two cores (2048^2 infer stage 3.2 s, against 2.0 s on both).
+    # forwards on one of two cores (an 1800^2 scene's infer stage 2.8-3.3 s, against 2.6-2.8 s on both).
     threads = max(1, min(job.config.max_in_flight, len(indices)))
     forward_threads = set()
     with dask_client(job.config.dask_address, threads, gpus) as client:
