@@ -122,9 +122,10 @@ class SceneReader:
         """The mirror-padded image over ``region`` in the scene's own values, NaN filled, not normalized.
 
         What a block holds while its tiles are inferred: a uint8 block is a quarter of its float32
-        normalized image (14 against 55 MB a 2048^2 RGB block), and the predictor normalizes each batch
-        as it packs it (``Predictor.predict_batches(normalization=...)``), to the same bits as
-        :meth:`read`. float64 scenes come back as float32, the first step of :func:`normalize`.
+        normalized image (11 against 44 MB for an RGB block extent of 1904^2, the default), and the
+        predictor normalizes each batch as it packs it (``Predictor.predict_batches(normalization=...)``),
+        to the same bits as :meth:`read`. float64 scenes come back as float32, the first step of
+        :func:`normalize`.
         """
         try:
             ds = self._dataset()
