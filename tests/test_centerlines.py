@@ -141,3 +141,38 @@ def test_thinning_the_bounding_box_gives_the_skeleton_of_the_whole_chunk(seed):
     binary &= rng.random(binary.shape) > 0.02  # holes and ragged edges
     np.testing.assert_array_equal(_skeletonize_in_bounds(binary), skeletonize(binary))
     assert not _skeletonize_in_bounds(np.zeros((5, 5), bool)).any()
+
+
+def test_road_clean_up_over_the_bounding_box_equals_the_whole_window(monkeypatch):
+    """Specks and holes removed over the road's bounding box give the whole window's answer, for windows
+    inside the scene and on its edges; where the box could differ it falls back to the whole window."""
+    from pipeline.vectors import centerlines
+
+    whole = centerlines._clean_road_whole
+    fallbacks = []
+    monkeypatch.setattr(centerlines, "_clean_road_whole",
+                        lambda *a: fallbacks.append(1) or whole(*a))  # counts, then the real function
+    scene = Shape2d(1000, 1000)
+    rng = np.random.default_rng(11)
+    for case in range(60):
+        rows, cols = int(rng.integers(20, 160)), int(rng.integers(20, 160))
+        road = np.zeros((rows, cols), dtype=bool)
+        for _ in range(int(rng.integers(1, 5))):
+            r, c = int(rng.integers(-10, rows)), int(rng.integers(-10, cols))
+            h, w = int(rng.integers(1, 40)), int(rng.integers(1, 120))
+            road[max(r, 0): max(r + h, 0), max(c, 0): max(c + w, 0)] = True
+        road &= rng.random(road.shape) > 0.05  # holes and specks
+        at = [(0, 0), (500, 500), (1000 - rows, 1000 - cols), (0, 500)][case % 4]  # corner, inside, edges
+        window = Region(at[0], at[1], rows, cols)
+        open_sides = (window.row > 0, window.row_stop < scene.rows, window.col > 0, window.col_stop < scene.cols)
+        for min_px in (4, 30, int(rng.integers(50, 3000))):
+            np.testing.assert_array_equal(centerlines._clean_road(road, window, scene, min_px),
+                                          whole(road, open_sides, min_px), err_msg=f"case {case}, min_px {min_px}")
+    calls = 60 * 3
+    assert 0 < len(fallbacks) < calls // 2  # both ways were taken, the box mostly
+    # A scene of one window, a road across it: the background above (500 px) is under min_px and touches
+    # no open side, so the whole window fills it; the box sees only its margin of it and must not decide.
+    road = np.zeros((300, 10), dtype=bool)
+    road[50:150] = True
+    filled = centerlines._clean_road(road, Region(0, 0, 300, 10), Shape2d(300, 10), 600)
+    assert filled[:150].all() and not filled[150:].any()  # 500 px above filled, 1500 below kept

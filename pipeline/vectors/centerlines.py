@@ -16,6 +16,8 @@ path tracing in C on a graph that numpy builds in a few vectorized steps.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import shapely
 from scipy import ndimage
@@ -30,31 +32,75 @@ _FORWARD = ((0, 1), (1, -1), (1, 0), (1, 1))
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
+def _small_components(
+    binary: np.ndarray, max_px: int, open_sides: tuple[bool, bool, bool, bool]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels (8-connected), pixel count per label, and which labels are small: under ``max_px`` pixels
+    and touching no open side. Sides are (top, bottom, left, right)."""
+    labels, n = ndimage.label(binary, structure=_EIGHT)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    small = sizes < max_px
+    small[0] = False
+    for is_open, edge in zip(open_sides, _edges(labels), strict=True):
+        if is_open:
+            small[edge] = False
+    return labels, sizes, small
+
+
+def _edges(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return a[0], a[-1], a[:, 0], a[:, -1]
+
+
 def _drop_small(binary: np.ndarray, max_px: int, open_sides: tuple[bool, bool, bool, bool]) -> np.ndarray:
     """Remove components under ``max_px`` pixels, except those touching an open side.
-
-    Sides are (top, bottom, left, right).
 
     An open side is a window edge inside the scene: a component touching it may be larger than the
     window shows, so it is kept and the chunk that sees all of it decides.
     """
-    labels, n = ndimage.label(binary, structure=_EIGHT)
-    if n == 0:
-        return binary
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    small = sizes < max_px
-    small[0] = False
-    edges = (labels[0], labels[-1], labels[:, 0], labels[:, -1])
-    for is_open, edge in zip(open_sides, edges, strict=True):
-        if is_open:
-            small[edge] = False
-    return binary & ~small[labels]
+    labels, _, small = _small_components(binary, max_px, open_sides)
+    return binary & ~small[labels] if small.any() else binary
+
+
+def _box(binary: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The bounding box of ``binary``'s pixels grown by ``margin`` (clipped); None when it has none."""
+    rows, cols = np.flatnonzero(binary.any(axis=1)), np.flatnonzero(binary.any(axis=0))
+    if len(rows) == 0:
+        return None
+    return (slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
+            slice(max(cols[0] - margin, 0), cols[-1] + margin + 1))
 
 
 def _clean_road(road: np.ndarray, window: Region, scene: Shape2d, min_component_px: int) -> np.ndarray:
+    """Road specks and holes under ``min_component_px`` removed, as :func:`_clean_road_whole` does.
+
+    Worked over the road's bounding box with a margin when that gives the same answer, which it does
+    unless a background component reaching the margin's outer edge is small there (then the whole window
+    is used): everything outside the box is background that joins such components, and road components
+    lie inside it. A chunk with one short road is not labelled whole twice (91 against 8 ms for a 20 x 600
+    road in a 2176^2 chunk).
+    """
     if min_component_px <= 0:
         return road
     open_sides = (window.row > 0, window.row_stop < scene.rows, window.col > 0, window.col_stop < scene.cols)
+    # A margin whose ring alone holds min_component_px pixels: the outer background is seldom small.
+    box = _box(road, 1 + math.isqrt(min_component_px))
+    if box is None:
+        return road
+    inner = (box[0].start > 0, box[0].stop < road.shape[0], box[1].start > 0, box[1].stop < road.shape[1])
+    # Sides of the box inside the window: no road reaches them, and the background there continues outside.
+    sides = tuple(is_open and not is_inner for is_open, is_inner in zip(open_sides, inner, strict=True))
+    sub = _drop_small(road[box], min_component_px, sides)
+    labels, sizes, small = _small_components(~sub, min_component_px, tuple(
+        s or i for s, i in zip(sides, inner, strict=True)))
+    for is_inner, edge in zip(inner, _edges(labels), strict=True):
+        if is_inner and (sizes[edge[edge > 0]] < min_component_px).any():
+            return _clean_road_whole(road, open_sides, min_component_px)
+    out = np.zeros_like(road)
+    out[box] = sub | small[labels]
+    return out
+
+
+def _clean_road_whole(road: np.ndarray, open_sides: tuple[bool, bool, bool, bool], min_component_px: int) -> np.ndarray:
     road = _drop_small(road, min_component_px, open_sides)
     return ~_drop_small(~road, min_component_px, open_sides)
 
