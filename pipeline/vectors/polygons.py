@@ -189,10 +189,11 @@ def _orthogonal_ring(xy: np.ndarray, min_side: float) -> np.ndarray | None:
     d = xy[1:] - pts
     lengths = np.hypot(d[:, 0], d[:, 1])
     horizontal = np.abs(d[:, 0]) >= np.abs(d[:, 1])
-    changes = np.flatnonzero(horizontal != np.r_[horizontal[-1:], horizontal[:-1]])
+    # np.concatenate, not np.r_ (30 us a call, a tenth of regularizing a building)
+    changes = np.flatnonzero(horizontal != np.concatenate((horizontal[-1:], horizontal[:-1])))
     if len(changes) < 4:
         return None
-    order = np.r_[np.arange(int(changes[0]), len(pts)), np.arange(int(changes[0]))]
+    order = (np.arange(len(pts)) + int(changes[0])) % len(pts)
     mid = (pts + xy[1:]) / 2
     sides: list[list[float]] = []  # [is_horizontal, position, length]
     for i in order:
@@ -209,7 +210,7 @@ def _orthogonal_ring(xy: np.ndarray, min_side: float) -> np.ndarray | None:
     while len(sides) > 4:
         # A side's fitted length, not the length of the edges it came from: a zigzag of noise has long
         # edges but spans almost nothing.
-        fitted = np.hypot(*(corners - np.r_[corners[-1:], corners[:-1]]).T)
+        fitted = np.hypot(*(corners - np.concatenate((corners[-1:], corners[:-1]))).T)
         k = int(np.argmin(fitted))
         if fitted[k] >= min_side:
             break
