@@ -189,7 +189,7 @@ def _orthogonal_ring(xy: np.ndarray, min_side: float) -> np.ndarray | None:
     d = xy[1:] - pts
     lengths = np.hypot(d[:, 0], d[:, 1])
     horizontal = np.abs(d[:, 0]) >= np.abs(d[:, 1])
-    # np.concatenate, not np.r_ (30 us a call, a tenth of regularizing a building)
+    # np.concatenate, not np.r_: 3-4 against 11-14 us a call, a few percent of regularizing a building
     changes = np.flatnonzero(horizontal != np.concatenate((horizontal[-1:], horizontal[:-1])))
     if len(changes) < 4:
         return None
