@@ -171,8 +171,10 @@ class SegmentResult:
     #: Vector chunks in all, and those started before the last block was in (overlapping inference).
     vector_chunks: int = 0
     vector_chunks_during_inference: int = 0
-    #: torch threads of the blocks' forwards (one value unless blocks ran on different workers).
+    #: torch threads and batch sizes of the blocks' forwards, as the workers ran them (one value each
+    #: unless blocks ran on different kinds of worker; empty when every block was resumed).
     forward_threads: list[int] = field(default_factory=list)
+    forward_batch_sizes: list[int] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {
@@ -188,6 +190,7 @@ class SegmentResult:
             "vector_chunks": self.vector_chunks,
             "vector_chunks_during_inference": self.vector_chunks_during_inference,
             "forward_threads": self.forward_threads,
+            "forward_batch_sizes": self.forward_batch_sizes,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -355,10 +358,11 @@ def infer_blocks(
     # idle threads would have held (torch threads are cores / worker threads): a one-block scene ran its
     # forwards on one of two cores (an 1800^2 scene's infer stage 2.8-3.3 s, against 2.6-2.8 s on both).
     threads = max(1, min(job.config.max_in_flight, len(indices)))
-    forward_threads = set()
+    forward_threads, batch_sizes = set(), set()
     with dask_client(job.config.dask_address, threads, gpus) as client:
         for output in run_blocks(client, job.block_job, indices, in_flight):
             forward_threads.add(output.threads)
+            batch_sizes.add(output.batch_size)
             write(output.finals)
             journal.block_done(output.index, output.partials)
             write(assembler.add(output.partials))
@@ -368,7 +372,7 @@ def infer_blocks(
                 progress(done, total)
     journal.checkpoint(store.flush)
     store.resumed_blocks = total - len(indices)
-    store.forward_threads = sorted(forward_threads)
+    store.forward_threads, store.forward_batch_sizes = sorted(forward_threads), sorted(batch_sizes)
     if assembler.pending_units:
         raise RuntimeError(f"{assembler.pending_units} seams never completed: the block plan is inconsistent")
     return store
@@ -483,13 +487,17 @@ def finish(
         tile_overhead=job.plan.tile_overhead, resumed_blocks=store.resumed_blocks,
         seconds=seconds | {"total": sum(seconds.values())}, vector_chunks=len(stream.chunks),
         vector_chunks_during_inference=stream.started_before_last_region, forward_threads=store.forward_threads,
+        forward_batch_sizes=store.forward_batch_sizes,
     )
     device = resolve_device(job.config.device)
     dtype, why = choose_precision(device, job.config.precision)
+    # What the workers ran (a remote cluster's GPUs, say, not this machine's default); this machine's
+    # resolution only when every block was resumed; a list when workers of different kinds ran them.
+    batch_sizes = result.forward_batch_sizes or [job.config.batch_size or default_batch_size(device)]
     record = {"scene": str(job.scene.path.resolve()), "config": job.config.model_dump(mode="json"),
               "checkpoint": str(job.checkpoint),
               "precision": {"autocast": str(dtype).removeprefix("torch.") if dtype else "fp32", "why": why},
-              "batch_size": job.config.batch_size or default_batch_size(device),
+              "batch_size": batch_sizes[0] if len(batch_sizes) == 1 else batch_sizes,
               "model": job.checkpoint_id, "run_id": job.run_id, "created_at": job.created_at,
               "result": result.summary()}
     tmp = atomic_path(job.run_path)

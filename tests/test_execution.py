@@ -109,6 +109,9 @@ def test_batch_size_defaults_by_device_and_the_run_records_it(tiny_checkpoint, s
     result = segment_scene(smooth_scene, tmp_path / "out", SegmentConfig(model=str(tiny_checkpoint), device="cpu"))
     record = json.loads(next(result.mask_path.parent.glob("*_run.json")).read_text())
     assert record["batch_size"] == 1 and record["config"]["batch_size"] is None
+    assert result.forward_batch_sizes == [1] == record["result"]["forward_batch_sizes"]  # as the workers ran it
+    three = segment_scene(smooth_scene, tmp_path / "three", SegmentConfig(model=str(tiny_checkpoint), batch_size=3))
+    assert three.forward_batch_sizes == [3]
 
 
 def _threads_after_loading(checkpoint) -> int:

@@ -46,8 +46,9 @@ class BlockOutput:
     finals: list[UnitResult]
     partials: list[UnitPartial]
     tiles: int
-    #: torch threads its forwards ran on (the worker thread's share of the cores on a CPU).
-    threads: int = 1
+    #: torch threads its forwards ran on (the worker thread's share of the cores on a CPU), and tiles a forward.
+    threads: int
+    batch_size: int
 
 
 def tile_views(image: np.ndarray, block: Block) -> list[np.ndarray]:
@@ -129,4 +130,4 @@ def process_block(job: BlockJob, index: tuple[int, int]) -> BlockOutput:
     del image
     valid = reader.valid(block.core) if not block.core.is_empty else None
     finals, partials = split_block(plan, block, acc, valid)
-    return BlockOutput(index, finals, partials, len(block.tiles), torch.get_num_threads())
+    return BlockOutput(index, finals, partials, len(block.tiles), torch.get_num_threads(), predictor.batch_size)
