@@ -67,6 +67,24 @@ def _quiet_libraries(debug: bool) -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+class _NoTracebackFor(logging.Filter):
+    """Drops the traceback from a log record about a sceneseg error: its message names the file and the
+    fix, which the command prints; the traceback is for ``--debug``. Prefect logs a failed task or flow
+    run with its traceback at ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], SceneSegError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _plain_failures(debug: bool) -> None:
+    """Without --debug, a scene that fails for a reason sceneseg explains logs no traceback through Prefect."""
+    if not debug:
+        for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "prefect.flow_engine"):
+            logging.getLogger(name).addFilter(_NoTracebackFor())
+
+
 def _progress_bar() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"),
@@ -140,6 +158,7 @@ def segment(
     debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
 ) -> None:
     """Segment scenes into a mask COG each and building/road layers in OUT/sceneseg.gpkg."""
+    from pipeline.preflight import distinct_scenes
     from pipeline.stages import check_options, record_failure, segment_scene
 
     config = _config(
@@ -154,6 +173,7 @@ def segment(
         check_options(config, out)
     except SceneSegError as exc:
         raise _fail(exc, debug=debug) from exc
+    scenes = distinct_scenes(scenes)  # a file named twice is one scene, segmented once
     results, failures = [], []
     with _progress_bar() as bar:
         for scene in scenes:
@@ -303,6 +323,7 @@ def nightly(
     pattern: Annotated[str, typer.Option(help="File name pattern of scenes in an inbox directory.")] = "*.tif",
     output_crs: Annotated[Optional[str], typer.Option(help="CRS of the vector layers [default: the scene's].")] = None,
     retry_delay: Annotated[float, typer.Option(help="Seconds before a scene is retried after an I/O error.")] = 30.0,
+    debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
 ) -> None:
     """Run the nightly flow once: segment the inbox's new scenes, skip published ones, record failures.
 
@@ -310,15 +331,20 @@ def nightly(
     Exits non-zero when a scene failed; for schedules use `serve` or the deployments.
     """
     from flows.nightly import nightly as nightly_flow
+    from pipeline.stages import check_options
 
+    _quiet_libraries(debug)
+    _plain_failures(debug)
     try:
+        # Before Prefect starts: a bad model or a damaged GeoPackage is a message, not a failed flow run.
+        check_options(_config(model=model, output_crs=output_crs, dask_address=dask_address), out)
         rows = nightly_flow(
             inbox=inbox, out_dir=out, model=model, dask_address=dask_address,
             max_concurrent_scenes=max_concurrent_scenes, pattern=pattern, output_crs=output_crs,
             retry_delay_seconds=retry_delay,
         )
     except SceneSegError as exc:
-        raise _fail(exc) from exc
+        raise _fail(exc, debug=debug) from exc
     table = Table(title=f"sceneseg nightly: {inbox}")
     for col in ("scene", "status", "buildings", "roads", "seconds", "error"):
         table.add_column(col)

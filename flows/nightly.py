@@ -32,32 +32,34 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.segment import Segmented, artifact_key, publish_segmented, segment_until_publish
 from models.checkpoint import find_checkpoint, load_checkpoint
 from pipeline.config import DEFAULT_MODEL, SegmentConfig
-from pipeline.errors import CheckpointError, ConfigError, SceneValidationError
+from pipeline.errors import SceneReadError, SceneSegError
 from pipeline.inbox import InboxScene, discover_scenes
 from pipeline.outputs import update_output_catalog
 from pipeline.raster.scene import file_checksum
 from pipeline.stages import GPKG_NAME
-from pipeline.vectors.gpkg import SceneRecord, publish_scene, published_checksums
+from pipeline.vectors.gpkg import SceneRecord, check_gpkg, publish_scene, published_checksums
 
 __all__ = ["nightly", "schedule_options"]
 
-#: Errors that say the input itself is wrong: retrying cannot help.
-_PERMANENT = (SceneValidationError, ConfigError, CheckpointError)
-
-
 def _retry_transient(task, task_run, state) -> bool:
+    """Retry a scene only for a library's I/O error (a network filesystem's hiccup, say): a SceneSegError
+    says the input or the output is wrong (not a raster, truncated, a full disk), and retrying cannot help."""
     try:
         state.result()
-    except _PERMANENT:
+    except SceneSegError:
         return False
     except Exception:
         return True
     return False
 
 
-@task(name="scene-checksum", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="scene-checksum", cache_policy=NO_CACHE)
 def scene_checksum(scene: InboxScene) -> str:
-    return file_checksum(scene.path)
+    """The scene file's checksum; empty when it cannot be read now (segmenting it fails and records why)."""
+    try:
+        return file_checksum(scene.path)
+    except OSError:
+        return ""
 
 
 @task(name="segment-scene", cache_policy=NO_CACHE, retries=2, retry_condition_fn=_retry_transient)
@@ -131,31 +133,33 @@ def nightly(
     config = SegmentConfig(model=model, dask_address=dask_address, output_crs=output_crs, overwrite=True)
     model_id = load_checkpoint(find_checkpoint(model)).checkpoint_id
     gpkg = Path(out_dir) / GPKG_NAME
-    scenes = discover_scenes(inbox, pattern)
+    check_gpkg(gpkg)  # a damaged or foreign GeoPackage stops the night before any scene runs
+    found = discover_scenes(inbox, pattern, out_dir=out_dir)
+    # Scenes that cannot be processed here (a remote href) fail alone, without a task.
+    failures = [_failed_record(s, "", model_id, run_id, SceneReadError(s.error)) for s in found if s.error]
+    rows: list[dict[str, Any]] = [_row(s, "failed", error=s.error) for s in found if s.error]
+    scenes = [s for s in found if not s.error]
     published = published_checksums(gpkg)
     checksums: dict[str, str] = {}
     for scene, future in zip(scenes, scene_checksum.map(scenes), strict=True):
-        try:
-            checksums[scene.scene_id] = future.result()
-        except OSError:  # unreadable now: segmenting it will fail and record why
-            checksums[scene.scene_id] = ""
-    rows: list[dict[str, Any]] = []
+        checksums[scene.scene_id] = future.result()
     todo = []
     for scene in scenes:
         if published.get(scene.scene_id) == (checksums[scene.scene_id], model_id):
             rows.append(_row(scene, "skipped"))
         else:
             todo.append(scene)
-    print(f"{len(scenes)} scene(s) in {inbox}: {len(todo)} to process, {len(scenes) - len(todo)} already published")
+    print(f"{len(found)} scene(s) in {inbox}: {len(todo)} to process, {len(scenes) - len(todo)} already published"
+          + (f", {len(failures)} that cannot be processed" if failures else ""))
 
     progress = create_progress_artifact(0.0, key=artifact_key("nightly-progress"), description=f"Scenes of {inbox}")
-    failures: list[SceneRecord] = []
     if todo:
         batch = segment_batch.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max(1, max_concurrent_scenes)))
-        batch_rows, failures = batch(
+        batch_rows, batch_failures = batch(
             todo, checksums, out_dir, config, model_id, run_id, gpu_limit, retry_delay_seconds, progress
         )
         rows += batch_rows
+        failures += batch_failures
     # Failures last, so the GeoPackage's layers take the CRS of a real scene when there is one.
     for record in failures:
         publish_scene(gpkg, None, record, crs=output_crs)

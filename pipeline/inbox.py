@@ -22,24 +22,64 @@ _RASTER_SUFFIXES = (".tif", ".tiff")
 
 @dataclass(frozen=True)
 class InboxScene:
-    """One scene found in the inbox."""
+    """One scene found in the inbox; ``error`` says why it cannot be processed (it fails alone)."""
 
     scene_id: str
     path: Path
+    error: str | None = None
 
 
-def discover_scenes(inbox: str | Path, pattern: str = "*.tif") -> list[InboxScene]:
-    """Scenes in a directory (``pattern``, sorted) or listed by a STAC ItemCollection or Catalog JSON file."""
+#: Files sceneseg writes into an output directory that are rasters too: never scenes of an inbox.
+_OUTPUT_SUFFIXES = ("_mask.tif", "_confidence.tif")
+
+
+def discover_scenes(inbox: str | Path, pattern: str = "*.tif", out_dir: str | Path | None = None) -> list[InboxScene]:
+    """Scenes in a directory (``pattern``, sorted) or listed by a STAC ItemCollection or Catalog JSON file.
+
+    A file listed twice is one scene. A symbolic link that leads nowhere (a loop, a missing target) is kept
+    as a scene, so that its failure is recorded with a message instead of the file vanishing from the night.
+    ``out_dir``: sceneseg's own outputs there (masks, confidence rasters, the working directory) are never
+    taken as scenes, for an inbox that is also the output directory or holds it.
+    """
     inbox = Path(inbox)
     if inbox.is_dir():
-        paths = sorted(p for p in inbox.glob(pattern) if p.is_file() and not p.name.startswith("."))
-        return [InboxScene(scene_id_for(p), p) for p in paths]
-    if inbox.is_file() and inbox.suffix.lower() == ".json":
-        return _from_stac(inbox, set())
-    raise ConfigError(
-        f"inbox {inbox}: not a directory nor a STAC JSON file. Give a folder of GeoTIFFs or an ItemCollection/"
-        "catalog .json."
-    )
+        paths = sorted(p for p in inbox.glob(pattern) if (p.is_file() or p.is_symlink()) and not p.name.startswith("."))
+        scenes = [InboxScene(scene_id_for(p), p) for p in paths]
+    elif inbox.is_file() and inbox.suffix.lower() == ".json":
+        scenes = _from_stac(inbox, set())
+    else:
+        raise ConfigError(
+            f"inbox {inbox}: not a directory nor a STAC JSON file. Give a folder of GeoTIFFs or an ItemCollection/"
+            "catalog .json."
+        )
+    return _distinct([s for s in scenes if out_dir is None or not _is_output(s.path, Path(out_dir))])
+
+
+def _key(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return path.absolute()
+
+
+def _distinct(scenes: list[InboxScene]) -> list[InboxScene]:
+    seen: set[Path] = set()
+    out = []
+    for scene in scenes:
+        key = _key(scene.path) if scene.error is None else Path(str(scene.path))
+        if key not in seen:
+            seen.add(key)
+            out.append(scene)
+    return out
+
+
+def _is_output(path: Path, out_dir: Path) -> bool:
+    """Whether ``path`` is one of sceneseg's own outputs in ``out_dir`` (or inside its working directory)."""
+    parent = _key(path.parent)
+    out = _key(out_dir)
+    if parent == out:
+        return path.name.endswith(_OUTPUT_SUFFIXES)
+    return out / ".sceneseg-work" in (parent, *parent.parents)
 
 
 def _load(path: Path) -> dict:
@@ -90,5 +130,18 @@ def _from_stac(path: Path, seen: set[Path]) -> list[InboxScene]:
         return scenes
     else:
         raise SceneReadError(f"STAC file {path}: type {kind!r} is not an ItemCollection, Item, Catalog or Collection.")
-    return [InboxScene(str(item.get("id") or scene_id_for(Path(_image_asset(item, src)))),
-                       _resolve(_image_asset(item, src), src)) for item, src in items]
+    return [_item_scene(item, src) for item, src in items]
+
+
+def _item_scene(item: dict, source: Path) -> InboxScene:
+    """An item's scene; an item whose image cannot be processed here (a remote href, no GeoTIFF asset)
+    becomes a scene with its error, so that it fails alone and the rest of the inbox runs."""
+    try:
+        href = _image_asset(item, source)
+    except SceneReadError as exc:
+        return InboxScene(str(item.get("id") or "unnamed-item"), source, error=str(exc))
+    scene_id = str(item.get("id") or scene_id_for(Path(urlparse(href).path)))
+    try:
+        return InboxScene(scene_id, _resolve(href, source))
+    except ConfigError as exc:
+        return InboxScene(scene_id, Path(href), error=str(exc))

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from pyproj import CRS, Transformer
@@ -26,6 +27,11 @@ __all__ = [
     "output_crs_for",
     "check_output_crs",
     "output_scene_id",
+    "source_path",
+    "distinct_scenes",
+    "claim_scene_id",
+    "release_claim",
+    "CLAIM_SUFFIX",
 ]
 
 #: Free space asked for beyond the working arrays and outputs (a factor; the environment may raise it).
@@ -118,24 +124,101 @@ def check_output_crs(output_crs: str | None, scene: SceneInfo, gpkg: Path) -> No
         )
 
 
+def source_path(scene_path: str | os.PathLike[str]) -> Path:
+    """The scene's path as outputs record it: resolved, or absolute where it cannot be (a symlink loop)."""
+    path = Path(scene_path)
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python's "Symlink loop" on 3.11
+        return path.absolute()
+
+
+def distinct_scenes(paths: list[Path]) -> list[Path]:
+    """``paths`` in order without repeats of one file (the same path twice, or two names of it): one scene."""
+    seen: set[Path] = set()
+    out = []
+    for path in paths:
+        key = source_path(path)
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
+
+
 def output_scene_id(scene_path: Path, out_dir: Path) -> str:
     """The scene's id in ``out_dir``: the file name without extension, unless another file already has it.
 
     Outputs and GeoPackage rows are named by the id, so two source files must never share one. When the
-    plain name is taken by another file (a row of the GeoPackage's scenes layer, an unfinished run's
-    working directory, or a run record naming another path), the id gets a short hash of the resolved path,
-    e.g. ``ortho-3f9a2c1d``: stable for that file, so rerunning it finds its own outputs.
+    plain name is taken by another file (a row of the GeoPackage's scenes layer, a running or unfinished
+    run's claim or working directory, or a run record naming another path), the id gets a short hash of the
+    resolved path, e.g. ``ortho-3f9a2c1d``: stable for that file, so rerunning it finds its own outputs.
+    This only looks; :func:`claim_scene_id` takes the id, atomically, for a run.
     """
-    plain = scene_id_for(scene_path)
-    source = str(scene_path.resolve())
+    return _id_for(str(source_path(scene_path)), out_dir, scene_id_for(Path(scene_path)))
+
+
+def _id_for(source: str, out_dir: Path, plain: str) -> str:
     if _owner(out_dir, plain) in (None, source):
         return plain
     return f"{plain}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
 
 
+#: A run's claim on its scene id: ``<out>/.sceneseg-work/<id>.claim``, holding the source path.
+CLAIM_SUFFIX = ".claim"
+
+
+def _claim_path(out_dir: Path, scene_id: str) -> Path:
+    return out_dir / ".sceneseg-work" / f"{scene_id}{CLAIM_SUFFIX}"
+
+
+def claim_scene_id(scene_path: Path, out_dir: Path, scene_id: str | None = None) -> tuple[str, bool]:
+    """Take the scene's id in ``out_dir`` for a run, atomically: ``(id, whether this call created the claim)``.
+
+    Two processes starting same-named scenes from two folders at once both see the plain name free; the
+    claim file is created by a hard link, which fails when it exists, so exactly one gets the plain name and
+    the other reads its owner and takes the hashed id. The claim of the same source (a re-run, a resume)
+    is its own. It lives until the run has written its run record (:func:`release_claim`).
+    """
+    source = str(source_path(scene_path))
+    plain = scene_id or scene_id_for(Path(scene_path))
+    candidate = _id_for(source, out_dir, plain)
+    for attempt in (candidate, f"{plain}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"):
+        claim = _claim_path(out_dir, attempt)
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        tmp = claim.with_name(f".{claim.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(source)
+        try:
+            os.link(tmp, claim)
+            return attempt, True
+        except FileExistsError:
+            if _read_claim(claim) == source:
+                return attempt, False
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise OutputError(f"{out_dir}: the scene id {attempt!r} of {source} is claimed by another file "
+                      f"({_read_claim(_claim_path(out_dir, attempt))}). Remove {_claim_path(out_dir, attempt)} "
+                      "if no run is using it, and run again.")
+
+
+def release_claim(out_dir: Path, scene_id: str) -> None:
+    """Drop a run's claim on its id (the GeoPackage row and the run record name the owner from now on)."""
+    _claim_path(out_dir, scene_id).unlink(missing_ok=True)
+    try:
+        (out_dir / ".sceneseg-work").rmdir()  # the working root goes with its last scene
+    except OSError:
+        pass
+
+
+def _read_claim(claim: Path) -> str | None:
+    try:
+        return claim.read_text()
+    except OSError:
+        return None
+
+
 def _owner(out_dir: Path, scene_id: str) -> str | None:
     """The source path that already holds ``scene_id`` in ``out_dir``, if any."""
-    owner = published_path(out_dir / GPKG_NAME, scene_id)
+    owner = published_path(out_dir / GPKG_NAME, scene_id) or _read_claim(_claim_path(out_dir, scene_id))
     if owner is not None:
         return owner
     for record, key in ((out_dir / ".sceneseg-work" / scene_id / BlockJournal.STATE, "scene"),

@@ -43,6 +43,9 @@ from pipeline.preflight import (
     check_output_dir,
     output_crs_for,
     output_scene_id,
+    claim_scene_id,
+    release_claim,
+    source_path,
 )
 from pipeline.raster.blend import FIXED_POINT, NODATA_CLASS, UnitAssembler, UnitResult
 from pipeline.raster.blocks import BlockJob
@@ -61,7 +64,7 @@ from pipeline.raster.scene import (
 )
 from pipeline.raster.write import WorkingStore, publish_raster, remove_orphans
 from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
-from pipeline.vectors.gpkg import GPKG_NAME, SceneRecord, publish_scene
+from pipeline.vectors.gpkg import GPKG_NAME, SceneRecord, publish_scene, published_status
 from pipeline.vectors.instances import fold_lut
 from pipeline.vectors.layers import VectorLayers
 from pipeline.vectors.polygons import GroundFrame
@@ -199,20 +202,31 @@ def prepare(
     scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, run_id: str | None = None,
     scene_id: str | None = None,
 ) -> SceneJob:
-    """Validate the scene, the model, the options and the output directory, and plan the blocks. Writes nothing.
+    """Validate the scene, the model, the options and the output directory, claim the scene's id and plan the
+    blocks. Writes nothing but the claim, which a failure here removes again.
 
     Everything that can fail before inference is checked here: the scene (readable to its last pixel, bands,
     value range), the model, the device, the output CRS (valid, and compatible with the GeoPackage), a
     writable ``out_dir`` and free space for the working arrays.
 
-    ``scene_id`` names the outputs and the GeoPackage rows (default: :func:`output_scene_id`).
+    ``scene_id`` names the outputs and the GeoPackage rows (default: the file name, or with a hash of its
+    path where another file has that name in ``out_dir``: :func:`claim_scene_id`).
     """
     configure_gdal()
     out = Path(out_dir)
     check_output_dir(out)
     scene = open_scene(scene_path)
     check_scene_readable(scene)
-    scene = dataclasses.replace(scene, scene_id=scene_id or output_scene_id(scene.path, out))
+    claimed, created = claim_scene_id(scene.path, out, scene_id)
+    try:
+        return _prepare(dataclasses.replace(scene, scene_id=claimed), out, config, run_id)
+    except BaseException:
+        if created:
+            release_claim(out, claimed)
+        raise
+
+
+def _prepare(scene: SceneInfo, out: Path, config: SegmentConfig, run_id: str | None) -> SceneJob:
     checkpoint = find_checkpoint(config.model)
     loaded = load_checkpoint(checkpoint)
     card = loaded.card
@@ -226,7 +240,7 @@ def prepare(
     scene_gsd_m = GroundFrame.for_grid(scene.grid).pixel_size_m
     if config.resample and card.gsd_m and abs(scene_gsd_m / card.gsd_m - 1) > RESAMPLE_TOLERANCE:
         grid = model_grid(scene.grid, scene_gsd_m, card.gsd_m)
-        source = (Path(out_dir) / ".sceneseg-work" / scene.scene_id / RESAMPLED_VIEW).resolve()
+        source = (out / ".sceneseg-work" / scene.scene_id / RESAMPLED_VIEW).resolve()
     plan = BlockPlan.for_scene(grid.shape, tile_size, overlap, config.block_size)
     inference = InferenceSettings(
         device=config.device, precision=config.precision, batch_size=config.batch_size,
@@ -275,19 +289,25 @@ def check_options(config: SegmentConfig, out_dir: str | Path) -> None:
 
 
 def record_failure(scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, message: str) -> str | None:
-    """Record a failed scene in the scenes layer (status failed, its message); return a note if that fails too."""
+    """Record a failed scene in the scenes layer (status failed, its message); return a note for the user when
+    it is not recorded: the scene's published outputs of an earlier run are kept (a failure never replaces
+    them), or the record itself failed."""
     out, path = Path(out_dir), Path(scene_path)
+    gpkg = out / GPKG_NAME
     try:
         check_output_dir(out)
+        scene_id = output_scene_id(path, out)
+        if published_status(gpkg, scene_id) == "ok":
+            return f"{path}: the outputs an earlier run published as {scene_id!r} in {out} are kept unchanged."
         loaded = load_checkpoint(find_checkpoint(config.model))
         record = SceneRecord(
-            scene_id=output_scene_id(path, out), path=str(path.absolute()), checksum="", crs="", footprint=None,
+            scene_id=scene_id, path=str(source_path(path)), checksum="", crs="", footprint=None,
             processed_at=datetime.now(UTC).isoformat(timespec="seconds"), model=loaded.checkpoint_id,
             run_id=uuid.uuid4().hex[:12], status="failed", error=message,
         )
-        publish_scene(out / GPKG_NAME, None, record, crs=config.output_crs)
+        publish_scene(gpkg, None, record, crs=config.output_crs)
     except Exception as exc:  # the failure itself is the message that matters
-        return f"{path}: the failure could not be recorded in {out / GPKG_NAME} ({exc})"
+        return f"{path}: the failure could not be recorded in {gpkg} ({exc})"
     return None
 
 
@@ -509,10 +529,7 @@ def finish(
         raise OutputError(f"{job.run_path}: could not write the run record ({exc}). Check free space and "
                           "permissions, then run the same command again (it resumes).") from exc
     store.remove()
-    try:
-        job.work_dir.parent.rmdir()  # the working root goes with its last scene
-    except OSError:
-        pass
+    release_claim(job.out_dir, job.scene.scene_id)
     return result
 
 

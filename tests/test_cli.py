@@ -228,3 +228,88 @@ def test_a_disk_that_fills_during_the_run_is_a_message_not_a_signal(tmp_path, ti
         text = _one_line(result.stderr)
         assert "Traceback" not in text and "s.tif" in text and "No space left" in text, text
         assert not list((disk / "out").glob("*.tmp*"))
+
+
+def _published(gpkg: Path) -> dict[str, list]:
+    """Every row of every layer, attributes and geometry bytes, as pyogrio reads them back."""
+    out = {}
+    for name, _ in pyogrio.list_layers(gpkg):
+        if name == "layer_styles":
+            continue
+        frame = pyogrio.read_dataframe(gpkg, layer=name)
+        out[name] = [tuple(str(v) for v in row) for row in frame.drop(columns="geometry").itertuples(index=False)]
+        out[name + ".geometry"] = [None if g is None else g.wkb for g in frame.geometry]
+    return out
+
+
+def test_a_refused_rerun_leaves_what_was_published_as_it_was(tmp_path, tiny_checkpoint):
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(160, 160, seed=4))
+    out = tmp_path / "out"
+    args = ["segment", str(scene), "--out", str(out), "--model", str(tiny_checkpoint)]
+    assert runner.invoke(app, args).exit_code == 0
+    before = _published(out / "sceneseg.gpkg")
+    assert before["buildings"] and before["roads"], "the tiny model should publish some features"
+    refused = runner.invoke(app, args)
+    message = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "--overwrite" in message and "kept unchanged" in message, message
+    assert _published(out / "sceneseg.gpkg") == before
+    assert list(read_scenes(out / "sceneseg.gpkg")["status"]) == ["ok"]
+
+
+def test_the_same_path_twice_is_one_scene(tmp_path, tiny_checkpoint):
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(160, 160, seed=4))
+    out = tmp_path / "out"
+    other_name = tmp_path / "link.tif"
+    other_name.symlink_to(scene)
+    result = runner.invoke(app, ["segment", str(scene), str(other_name), "./" + os.path.relpath(scene),
+                                 "--out", str(out), "--model", str(tiny_checkpoint)])
+    assert result.exit_code == 0, result.output
+    scenes = read_scenes(out / "sceneseg.gpkg")
+    assert list(scenes["scene_id"]) == ["s"] and list(scenes["status"]) == ["ok"]
+    assert _published(out / "sceneseg.gpkg")["buildings"]
+
+
+def test_a_symlink_loop_is_named_and_its_failure_recorded(tmp_path, tiny_checkpoint):
+    loop = tmp_path / "loop.tif"
+    loop.symlink_to(loop)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["segment", str(loop), "--out", str(out), "--model", str(tiny_checkpoint)])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "loop.tif" in message and "symbolic link" in message, message
+    assert "could not be recorded" not in message
+    scenes = read_scenes(out / "sceneseg.gpkg")
+    assert list(scenes["status"]) == ["failed"] and "symbolic link" in scenes["error"].iloc[0]
+
+
+CONCURRENT = """
+import sys
+from flows.cli import app
+sys.argv = ["sceneseg", "segment", sys.argv[1], "--out", sys.argv[2], "--model", sys.argv[3]]
+app()
+"""
+
+
+@pytest.mark.slow
+def test_two_commands_on_same_named_scenes_into_one_out_both_publish_every_time(tmp_path, tiny_checkpoint):
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for i, folder in enumerate(folders):
+        folder.mkdir()
+        write_geotiff(folder / "ortho.tif", smooth_image(96, 96, seed=i),
+                      transform=rasterio.transform.from_origin(300000.0 + 1000 * i, 3000000.0, 0.5, 0.5))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    for attempt in range(3):
+        out = tmp_path / f"out{attempt}"
+        runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(f / "ortho.tif"), str(out), str(tiny_checkpoint)],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in folders]
+        done = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+        for run in runs:
+            run.stdout.close()
+            run.stderr.close()
+        assert [code for code, _ in done] == [0, 0], done
+        scenes = read_scenes(out / "sceneseg.gpkg")
+        assert sorted(scenes["status"]) == ["ok", "ok"]
+        assert set(scenes["path"]) == {str((f / "ortho.tif").resolve()) for f in folders}
+        ids = set(scenes["scene_id"])
+        assert "ortho" in ids and len(ids) == 2
+        assert all((out / f"{i}_mask.tif").exists() for i in ids)
+        assert not (out / ".sceneseg-work").exists()

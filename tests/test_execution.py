@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +13,10 @@ from pipeline import stages
 from pipeline.config import SegmentConfig
 from pipeline.stages import segment_scene
 from pipeline.vectors import vectorize_scene
+from models.device import NATIVE_BF16_FLAGS, cpu_flags
 from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
+
+NATIVE_BF16 = bool(NATIVE_BF16_FLAGS & cpu_flags())
 
 
 def _run(scene, out, checkpoint, **options):
@@ -152,28 +156,56 @@ def test_a_scene_of_one_block_runs_its_forwards_on_every_core(tiny_checkpoint, t
     assert run["result"]["forward_threads"] == [cores]
 
 
-def test_tta_is_the_mean_of_the_eight_symmetric_forwards(tiny_checkpoint):
+def _tta_reference(checkpoint, tiles: np.ndarray, dtype) -> np.ndarray:
+    """The mean of the eight flipped/rotated forwards, computed by hand under ``dtype`` autocast (None: fp32)."""
+    import contextlib
+
     import torch
 
     from models.checkpoint import load_checkpoint
-    from pipeline.raster.infer import InferenceSettings, get_predictor
 
-    tiles = np.random.default_rng(3).standard_normal((3, 3, 64, 64)).astype(np.float32)
-    got = get_predictor(tiny_checkpoint, InferenceSettings(device="cpu", batch_size=2, tta=True)).predict(tiles)
-    model = load_checkpoint(tiny_checkpoint).model.eval()
+    model = load_checkpoint(checkpoint).model.eval()
     views = []
-    with torch.inference_mode():
+    cast = torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    with torch.inference_mode(), cast:
         x = torch.from_numpy(tiles)
         for k in range(4):
             for flip in (False, True):
                 v = torch.rot90(x, k, dims=(2, 3))
                 v = torch.flip(v, dims=(3,)) if flip else v
-                p = torch.softmax(model(v), dim=1)
+                p = torch.softmax(model(v).float(), dim=1)
                 p = torch.flip(p, dims=(3,)) if flip else p
                 views.append(torch.rot90(p, -k, dims=(2, 3)).numpy())
-    np.testing.assert_allclose(got, np.mean(views, axis=0), atol=1e-5)
-    plain = get_predictor(tiny_checkpoint, InferenceSettings(device="cpu", batch_size=2)).predict(tiles)
+    return np.mean(views, axis=0)
+
+
+def test_tta_is_the_mean_of_the_eight_symmetric_forwards(tiny_checkpoint):
+    from pipeline.raster.infer import InferenceSettings, get_predictor
+
+    tiles = np.random.default_rng(3).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    # fp32 pinned: `auto` is bf16 on a CPU with native bf16, and the reference is computed in fp32.
+    settings = InferenceSettings(device="cpu", precision="fp32", batch_size=2, tta=True)
+    got = get_predictor(tiny_checkpoint, settings).predict(tiles)
+    np.testing.assert_allclose(got, _tta_reference(tiny_checkpoint, tiles, None), atol=1e-5)
+    plain = get_predictor(tiny_checkpoint, dataclasses.replace(settings, tta=False)).predict(tiles)
     assert np.abs(got - plain).max() > 1e-3  # the augmentation changes the result
+
+
+@pytest.mark.skipif(not NATIVE_BF16, reason="the CPU has no native bf16 (amx_bf16 or avx512_bf16): auto runs fp32")
+def test_tta_in_auto_precision_on_a_native_bf16_cpu_runs_bf16_within_its_rounding(tiny_checkpoint):
+    from pipeline.raster.infer import InferenceSettings, get_predictor
+
+    tiles = np.random.default_rng(3).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    auto = InferenceSettings(device="cpu", batch_size=2, tta=True)
+    got = get_predictor(tiny_checkpoint, auto).predict(tiles)
+    reference = _tta_reference(tiny_checkpoint, tiles, None)
+    # bf16 keeps 8 bits of mantissa: probabilities agree to a few hundredths, the classes almost everywhere.
+    np.testing.assert_allclose(got, reference, atol=0.1)
+    assert (got.argmax(1) == reference.argmax(1)).mean() > 0.99
+    plain = get_predictor(tiny_checkpoint, dataclasses.replace(auto, tta=False)).predict(tiles)
+    assert np.abs(got - plain).max() > 0.1  # the augmentation changes more than bf16 rounding does
+    fp32_gap = np.abs(got - reference).max()
+    assert fp32_gap > 1e-4, "auto precision did not run in bf16 on a CPU with native bf16"
 
 
 def test_tta_masks_do_not_depend_on_the_block_size(smooth_scene, tmp_path, tiny_checkpoint):

@@ -121,7 +121,8 @@ def test_output_crs_option_applies_to_a_new_geopackage(tmp_path):
 
 def test_a_failed_scene_is_recorded_without_features(tmp_path):
     gpkg = tmp_path / "f.gpkg"
-    publish_scene(gpkg, scene_layers(300000, 3000000, 4), record("a", 300000, 3000000))
+    # A scene that failed before (never published ok): its new failure replaces its old row, without features.
+    publish_scene(gpkg, None, record("a", 300000, 3000000, status="failed", error="SceneReadError: unreadable"))
     publish_scene(gpkg, scene_layers(310000, 3000000, 3), record("b", 310000, 3000000))
     failed = record("a", 300000, 3000000, status="failed", error="SceneReadError: truncated file")
     publish_scene(gpkg, None, failed)
@@ -308,3 +309,103 @@ def test_a_staging_file_of_a_dead_process_is_removed_by_the_next_publish(tmp_pat
     old_copy.write_bytes(b"")
     publish_scene(gpkg, scene_layers(300000, 3000000, 1), record("a", 300000, 3000000))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.gpkg"]
+
+
+def test_a_failure_record_never_replaces_a_published_scene(tmp_path):
+    gpkg = tmp_path / "out.gpkg"
+    publish_scene(gpkg, scene_layers(0, 0, 3), record("a", 0, 0))
+    before = counts(gpkg)
+    failed = record("a", 0, 0, status="failed", error="a.tif: refused")
+    publish_scene(gpkg, None, failed)
+    assert counts(gpkg) == before
+    assert list(read_scenes(gpkg)["status"]) == ["ok"]
+    # A scene that failed before is replaced by its new failure, and then by its success.
+    publish_scene(gpkg, None, record("b", 900, 0, status="failed", error="first"))
+    publish_scene(gpkg, None, record("b", 900, 0, status="failed", error="second"))
+    assert read_scenes(gpkg).set_index("scene_id").loc["b", "error"] == "second"
+    publish_scene(gpkg, scene_layers(900, 0, 2), record("b", 900, 0))
+    assert counts(gpkg)["buildings"] == 5
+
+
+KILL_IN_TRANSACTION = textwrap.dedent("""
+    import os, signal, sqlite3, sys
+    con = sqlite3.connect(sys.argv[1], isolation_level=None)
+    con.execute("PRAGMA cache_size = 2")  # spill pages into the file before the commit, as a large publish does
+    con.execute("BEGIN IMMEDIATE")
+    con.execute("DELETE FROM scenes")
+    con.execute("CREATE TABLE junk AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+                "SELECT randomblob(900) AS b FROM n")
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_a_hot_journal_of_a_killed_writer_is_rolled_back_by_the_next_run(tmp_path, tiny_checkpoint):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tests.conftest import smooth_image, write_geotiff
+
+    out = tmp_path / "out"
+    scenes = [write_geotiff(tmp_path / f"s{i}.tif", smooth_image(96, 96, seed=i)) for i in range(2)]
+    runner = CliRunner()
+    assert runner.invoke(app, ["segment", str(scenes[0]), "--out", str(out), "--model", str(tiny_checkpoint)]).exit_code == 0
+    gpkg = out / "sceneseg.gpkg"
+    before = {name: pyogrio.read_dataframe(gpkg, layer=name).drop(columns="geometry").to_dict("list") for name in LAYERS}
+    assert subprocess.run([sys.executable, "-c", KILL_IN_TRANSACTION, str(gpkg)]).returncode == -signal.SIGKILL
+    assert gpkg.with_name("sceneseg.gpkg-journal").exists()
+    with pytest.raises(pyogrio.errors.DataSourceError, match="readonly"):  # what GDAL meets until recovery
+        pyogrio.list_layers(gpkg)
+    result = runner.invoke(app, ["segment", str(scenes[1]), "--out", str(out), "--model", str(tiny_checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert not gpkg.with_name("sceneseg.gpkg-journal").exists()
+    after = read_scenes(gpkg).set_index("scene_id")
+    assert dict(after["status"]) == {"s0": "ok", "s1": "ok"}
+    for name in LAYERS:  # the killed transaction left nothing behind: s0's rows are as they were
+        rows = pyogrio.read_dataframe(gpkg, layer=name).drop(columns="geometry")
+        s0 = rows[rows["scene_id"] == "s0"].to_dict("list")
+        assert s0 == before[name], name
+
+
+def _damaged(kind: str, path: Path, good: Path) -> None:
+    if kind == "text":
+        path.write_text("scene notes, not a GeoPackage\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(good.read_bytes()[:8192])
+    elif kind == "sqlite":
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE notes (x TEXT)")
+        con.commit()
+        con.close()
+    elif kind == "foreign-gpkg":
+        pyogrio.write_dataframe(gpd.GeoDataFrame({"a": [1]}, geometry=[shapely.box(0, 0, 1, 1)], crs=UTM), path,
+                                layer="parcels", driver="GPKG")
+    else:
+        raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["text", "empty", "truncated", "sqlite", "foreign-gpkg"])
+def test_a_damaged_or_foreign_geopackage_is_named_and_left_untouched(kind, tmp_path, tiny_checkpoint):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tests.conftest import smooth_image, write_geotiff
+
+    good = tmp_path / "good.gpkg"
+    publish_scene(good, scene_layers(0, 0, 40), record("a", 0, 0))
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(96, 96))
+    out = tmp_path / "out"
+    out.mkdir()
+    gpkg = out / "sceneseg.gpkg"
+    _damaged(kind, gpkg, good)
+    content = gpkg.read_bytes()
+    runner = CliRunner()
+    for args in (["segment", str(scene)], ["nightly", "--inbox", str(tmp_path)]):
+        result = runner.invoke(app, [*args, "--out", str(out), "--model", str(tiny_checkpoint)])
+        message = " ".join(result.output.split())
+        assert result.exit_code == 2, (args[0], result.output, result.exception)
+        assert str(gpkg) in message and ("Move it away" in message), message
+        assert "Traceback" not in result.output
+        assert gpkg.read_bytes() == content
+    assert sorted(p.name for p in out.iterdir()) == ["sceneseg.gpkg"]

@@ -93,3 +93,52 @@ def test_nightly_command_names_a_bad_inbox(tmp_path, tiny_checkpoint):
                       "--model", str(tiny_checkpoint), home=tmp_path / "prefect", server=True)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "error:" in result.stderr and "nowhere.json" in result.stderr
+
+
+def _task_runs(flow_name: str = "segment-batch") -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="segment-scene")))
+
+
+def test_nightly_records_scenes_that_can_never_succeed_once_and_never_takes_its_outputs_as_scenes(tmp_path,
+                                                                                                 tiny_checkpoint):
+    inbox = tmp_path / "inbox"  # the inbox is also the output directory
+    inbox.mkdir()
+    write_geotiff(inbox / "scene0.tif", smooth_image(96, 112, seed=0))
+    (inbox / "notes.tif").write_text("not an image\n")
+    (inbox / "loop.tif").symlink_to(inbox / "loop.tif")
+    args = ["nightly", "--inbox", str(inbox), "--out", str(inbox), "--model", str(tiny_checkpoint)]
+
+    first = sceneseg(*args, home=tmp_path / "prefect", server=True)  # the default 30 s retry delay
+    assert first.returncode == 2, first.stdout + first.stderr
+    assert "Traceback" not in first.stdout + first.stderr
+    scenes = read_scenes(inbox / "sceneseg.gpkg").set_index("scene_id")
+    assert dict(scenes["status"]) == {"scene0": "ok", "notes": "failed", "loop": "failed"}
+    assert "loop.tif" in scenes.loc["loop", "error"] and "symbolic link" in scenes.loc["loop", "error"]
+    attempts = [run.run_count for run in _task_runs() if run.flow_run_id is not None]
+    assert attempts and max(attempts) == 1, attempts  # no scene was retried
+
+    second = sceneseg(*args, home=tmp_path / "prefect", server=True)
+    assert "scene0_mask" not in second.stdout
+    assert sorted(read_scenes(inbox / "sceneseg.gpkg")["scene_id"]) == ["loop", "notes", "scene0"]
+
+
+def test_a_remote_href_in_a_stac_inbox_fails_only_its_scene(tmp_path, tiny_checkpoint):
+    import json
+
+    local = write_geotiff(tmp_path / "local.tif", smooth_image(96, 112, seed=0))
+    items = [{"type": "Feature", "stac_version": "1.1.0", "id": name, "geometry": None, "properties": {},
+              "links": [], "assets": {"image": {"href": href, "type": "image/tiff; application=geotiff"}}}
+             for name, href in (("remote", "https://example.com/scenes/remote.tif"), ("local", local.name))]
+    inbox = tmp_path / "items.json"
+    inbox.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    out = tmp_path / "out"
+    result = sceneseg("nightly", "--inbox", str(inbox), "--out", str(out), "--model", str(tiny_checkpoint),
+                      home=tmp_path / "prefect", server=True)
+    assert result.returncode == 2, result.stdout + result.stderr
+    scenes = read_scenes(out / "sceneseg.gpkg").set_index("scene_id")
+    assert dict(scenes["status"]) == {"local": "ok", "remote": "failed"}
+    assert "https://example.com/scenes/remote.tif" in scenes.loc["remote", "error"]

@@ -88,6 +88,11 @@ def open_scene(path: str | Path) -> SceneInfo:
         )
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise SceneReadError(
+                f"{path}: a symbolic link that leads nowhere (to {os.readlink(path)!r}: a missing file or a loop "
+                "of links). Point it at the scene's GeoTIFF or remove it."
+            )
         raise SceneReadError(f"{path}: no such file. Check the path (relative paths start at {Path.cwd()}).")
     if path.is_dir():
         raise SceneReadError(f"{path}: is a directory, not a raster. Give a GeoTIFF file.")

@@ -53,7 +53,7 @@ from pipeline.vectors.styles import write_default_styles
 __all__ = [
     "GPKG_NAME",
     "SceneRecord", "publish_scene", "read_scenes", "published_checksums", "published_path", "layer_crs", "SCENES_LAYER",
-    "BUSY_TIMEOUT_S", "GPKG_VERSION",
+    "BUSY_TIMEOUT_S", "GPKG_VERSION", "check_gpkg", "published_status",
 ]  # fmt: skip
 
 _GEOMETRY_TYPES = {**{s.name: s.geometry_type for s in FEATURE_LAYERS}, SCENES_LAYER: "Polygon"}
@@ -113,6 +113,7 @@ def layer_crs(gpkg_path: str | os.PathLike[str]) -> dict[str, CRS]:
     path = Path(gpkg_path)
     if not path.exists():
         return {}
+    check_gpkg(path)
     out = {}
     for name, _ in pyogrio.list_layers(path):
         info = pyogrio.read_info(path, layer=name)
@@ -308,8 +309,13 @@ def _move_layer(con: sqlite3.Connection, table: str, scene_id: str) -> None:
         )  # fmt: skip
 
 
-def _commit_staged(path: Path, stage: Path, scene_id: str, timeout: float) -> None:
-    """Move the staged layers into the GeoPackage in one transaction, waiting for other writers."""
+def _commit_staged(path: Path, stage: Path, scene_id: str, timeout: float, keep_published: bool = False) -> bool:
+    """Move the staged layers into the GeoPackage in one transaction, waiting for other writers.
+
+    ``keep_published``: a failure record, which never replaces a scene published ``ok`` (a refused or failed
+    re-run must not delete what an earlier run published); checked inside the transaction, so a concurrent
+    publish cannot slip in between. Returns whether anything was written.
+    """
     con = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     try:
         _register_gpkg_functions(con)
@@ -317,6 +323,9 @@ def _commit_staged(path: Path, stage: Path, scene_id: str, timeout: float) -> No
         con.execute("ATTACH DATABASE ? AS stage", (str(stage),))
         con.execute("BEGIN IMMEDIATE")
         try:
+            if keep_published and _status(con, scene_id) == "ok":
+                con.execute("ROLLBACK")
+                return False
             for table in _GEOMETRY_TYPES:
                 _move_layer(con, table, scene_id)
             write_default_styles(con, _GEOMETRY_TYPES)  # QGIS default styles, for layers that have none yet
@@ -326,6 +335,12 @@ def _commit_staged(path: Path, stage: Path, scene_id: str, timeout: float) -> No
             raise
     finally:
         con.close()
+    return True
+
+
+def _status(con: sqlite3.Connection, scene_id: str) -> str | None:
+    row = con.execute(f"SELECT status FROM main.{_quote(SCENES_LAYER)} WHERE scene_id = ? LIMIT 1", (scene_id,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def remove_orphan_stages(directory: Path) -> None:
@@ -337,11 +352,82 @@ def remove_orphan_stages(directory: Path) -> None:
             orphan.unlink(missing_ok=True)
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_WHAT_TO_DO = "Move it away (or restore it from a backup) and run again, or choose another --out."
+
+
+def check_gpkg(path: str | os.PathLike[str]) -> None:
+    """Make sure an existing output GeoPackage can be published to: recover it, then check it is sceneseg's.
+
+    A writer killed inside its transaction leaves a hot journal; SQLite rolls it back on the next open that
+    can write, but every read-only open (GDAL's, pyogrio's) fails until then ("attempt to write a readonly
+    database"). So whatever opens the GeoPackage first in a run comes here: a read-write connection rolls
+    the journal back (waiting for a live writer's lock), as SQLite's own recovery does.
+
+    Then the file must be whole and ours: an SQLite database (not a text file, not 0 bytes), not shorter than
+    its header says (a truncated copy), a GeoPackage (``gpkg_contents``) holding sceneseg's ``scenes``
+    layer. Checks read the header and the schema only, never the features: the cost does not grow with the file.
+
+    Raises:
+        OutputError: naming the file, what was found and what to do. The file is not modified.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise OutputError(f"{path}: the output GeoPackage cannot be read ({exc}). Fix its permissions, or "
+                          "choose another --out.") from exc
+    if size == 0:
+        raise OutputError(f"{path}: the output GeoPackage is an empty file (0 bytes), not a GeoPackage. "
+                          + _WHAT_TO_DO)
+    if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
+        raise OutputError(f"{path}: is not a GeoPackage (not an SQLite database: it starts with {header[:16]!r}). "
+                          + _WHAT_TO_DO)
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The in-header page count is valid when the change counter matches the version-valid-for number.
+    if header[24:28] == header[92:96] and pages * page_size > size and not _journal(path).exists():
+        raise OutputError(
+            f"{path}: the GeoPackage is truncated ({size:,} bytes, its header says {pages * page_size:,}): a copy "
+            "or a disk that stopped short. " + _WHAT_TO_DO
+        )
+    try:
+        _recover(path)
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        try:
+            tables = {str(r[0]).lower() for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            contents = ({str(r[0]).lower() for r in con.execute("SELECT table_name FROM gpkg_contents")}
+                        if "gpkg_contents" in tables else set())
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise OutputError(f"{path}: the GeoPackage is damaged ({exc}). " + _WHAT_TO_DO) from exc
+    if "gpkg_contents" not in tables:
+        raise OutputError(f"{path}: is an SQLite database but not a GeoPackage (no gpkg_contents table). "
+                          + _WHAT_TO_DO)
+    if SCENES_LAYER not in contents:
+        raise OutputError(
+            f"{path}: is a GeoPackage, but not one sceneseg wrote (no {SCENES_LAYER!r} layer; it has "
+            f"{sorted(contents) or 'no layers'}). sceneseg does not add its layers to another file: "
+            + _WHAT_TO_DO
+        )
+
+
+def _journal(path: Path) -> Path:
+    return path.with_name(path.name + "-journal")
+
+
 def _recover(path: Path) -> None:
-    """Roll back the hot journal a killed writer left, before GDAL opens the file read-only."""
-    if path.exists() and path.with_name(path.name + "-journal").exists():
+    """Roll back the hot journal a killed writer left (a read-write open does it), before any read-only open."""
+    if _journal(path).exists():
         con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
         try:
+            con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             con.execute("SELECT count(*) FROM sqlite_master").fetchone()
         finally:
             con.close()
@@ -371,6 +457,7 @@ def publish_scene(
     Args:
         gpkg_path: the GeoPackage; created with all four layers if missing.
         layers: the scene's vector layers; None (or any layers) for a failed scene, which gets no features.
+            A failed scene's record never replaces a scene published ``ok``: its features and row are kept.
         scene_record: the scene's row in the scenes layer.
         crs: CRS for layers created now (default: the scene's). Existing layers keep theirs; asking for
             another one is an error.
@@ -391,7 +478,6 @@ def publish_scene(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_orphan_stages(path.parent)
-        _recover(path)
         existing = layer_crs(path)
         _check_crs(path, existing, wanted)
         # A failed scene may have no CRS; if it is the first ever published, WGS84 is the only safe choice.
@@ -414,7 +500,7 @@ def publish_scene(
                 _write(_feature_frame(name, frame, scene_record, existing[name]), stage, name, append=i > 0)
         _write(_scene_frame(scene_record, counts, existing[SCENES_LAYER]), stage, SCENES_LAYER)
         _check_complete(stage, path)
-        _commit_staged(path, stage, scene_record.scene_id, timeout)
+        _commit_staged(path, stage, scene_record.scene_id, timeout, keep_published=failed)
     except SceneSegError:
         raise
     except sqlite3.OperationalError as exc:
@@ -438,7 +524,8 @@ def publish_scene(
 def read_scenes(gpkg_path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     """The scenes layer of a GeoPackage; empty when the file or the layer does not exist yet."""
     path = Path(gpkg_path)
-    if path.exists() and SCENES_LAYER in {str(n) for n, _ in pyogrio.list_layers(path)}:
+    if path.exists():
+        check_gpkg(path)
         return pyogrio.read_dataframe(path, layer=SCENES_LAYER)
     return gpd.GeoDataFrame({c: pd.Series(dtype=object) for c in _RECORD_COLUMNS}, geometry=gpd.GeoSeries([]))
 
@@ -453,16 +540,27 @@ def published_checksums(gpkg_path: str | os.PathLike[str]) -> dict[str, tuple[st
 
 def published_path(gpkg_path: str | os.PathLike[str], scene_id: str) -> str | None:
     """The source path recorded for ``scene_id`` in the scenes layer (None: no such row, or no GeoPackage)."""
-    path = Path(gpkg_path)
+    row = _scene_row(Path(gpkg_path), scene_id)
+    return None if row is None else row[0]
+
+
+def published_status(gpkg_path: str | os.PathLike[str], scene_id: str) -> str | None:
+    """The status (``ok``/``failed``) recorded for ``scene_id`` in the scenes layer (None: no such row)."""
+    row = _scene_row(Path(gpkg_path), scene_id)
+    return None if row is None else row[1]
+
+
+def _scene_row(path: Path, scene_id: str) -> tuple[str, str] | None:
     if not path.exists():
         return None
-    _recover(path)
+    check_gpkg(path)
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
         try:
-            row = con.execute(f"SELECT path FROM {_quote(SCENES_LAYER)} WHERE scene_id = ? LIMIT 1", (scene_id,)).fetchone()
+            row = con.execute(f"SELECT path, status FROM {_quote(SCENES_LAYER)} WHERE scene_id = ? LIMIT 1",
+                              (scene_id,)).fetchone()
         finally:
             con.close()
     except sqlite3.Error as exc:
-        raise OutputError(f"{path}: cannot be read as a GeoPackage ({exc}). Move it away or choose another --out.") from exc
-    return None if row is None else str(row[0])
+        raise OutputError(f"{path}: the GeoPackage is damaged ({exc}). " + _WHAT_TO_DO) from exc
+    return None if row is None else (str(row[0]), str(row[1]))
