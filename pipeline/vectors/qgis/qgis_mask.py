@@ -7,9 +7,12 @@ not the project's virtual environment:
         Opens the mask as a QGIS user would (the default style ``<basename>.qml`` loads on opening) and
         prints, as JSON, the renderer, its classes (value, label, colour, alpha) and the nodata value.
 
-    QT_QPA_PLATFORM=offscreen /usr/bin/python3 pipeline/vectors/qgis/qgis_mask.py render OUT.png WIDTH RASTER...
+    QT_QPA_PLATFORM=offscreen /usr/bin/python3 pipeline/vectors/qgis/qgis_mask.py render OUT.png WIDTH [--extent=X0,Y0,X1,Y1] RASTER...
         Draws the rasters (the first on top, each with the style it opens with) over the extent of the
-        first, WIDTH pixels wide, on a transparent background, into OUT.png: QGIS's own map renderer.
+        first (or the given one, in its CRS), WIDTH pixels wide, on a transparent background, into
+        OUT.png: QGIS's own map renderer. The README's picture of the demo mask over its scene:
+        ``render bench/mask-in-qgis.png 480 --extent=394000,3155232,394384,3155488 \
+        demo-output/demo-scene_mask.tif demo-output/demo-scene.tif``
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from qgis.core import QgsApplication, QgsMapRendererParallelJob, QgsMapSettings, QgsRasterLayer
+from qgis.core import QgsApplication, QgsMapRendererParallelJob, QgsMapSettings, QgsRasterLayer, QgsRectangle
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor
 
@@ -42,9 +45,9 @@ def check(mask: Path) -> None:
     print(json.dumps({"renderer": renderer.type(), "classes": classes, "nodata": nodata}, indent=2))
 
 
-def render(out: Path, width: int, rasters: list[Path]) -> None:
+def render(out: Path, width: int, rasters: list[Path], extent: QgsRectangle | None = None) -> None:
     layers = [_open(path) for path in rasters]
-    extent = layers[0].extent()
+    extent = extent or layers[0].extent()
     settings = QgsMapSettings()
     settings.setLayers(layers)
     settings.setDestinationCrs(layers[0].crs())
@@ -67,7 +70,10 @@ if __name__ == "__main__":
         if sys.argv[1] == "check":
             check(Path(sys.argv[2]).resolve())
         elif sys.argv[1] == "render":
-            render(Path(sys.argv[2]).resolve(), int(sys.argv[3]), [Path(p).resolve() for p in sys.argv[4:]])
+            args = sys.argv[4:]
+            box = QgsRectangle(*map(float, args.pop(0).removeprefix("--extent=").split(","))) \
+                if args[0].startswith("--extent=") else None
+            render(Path(sys.argv[2]).resolve(), int(sys.argv[3]), [Path(p).resolve() for p in args], box)
         else:
             raise SystemExit(f"unknown command {sys.argv[1]!r}: check or render")
     finally:
