@@ -184,11 +184,11 @@ def _assert_cut_at_the_antimeridian(item: pystac.Item) -> None:
     footprint = shape(item.geometry)
     assert item.geometry["type"] == "MultiPolygon" and len(footprint.geoms) == 2
     west, east = sorted(footprint.geoms, key=lambda p: -p.bounds[0])
-    assert west.bounds[2] == 180.0 and 179.99 < west.bounds[0] < 180.0
-    assert east.bounds[0] == -180.0 and -180.0 < east.bounds[2] < -179.99
+    assert west.bounds[2] == pytest.approx(180.0, abs=1e-9) and 179.99 < west.bounds[0] < 180.0
+    assert east.bounds[0] == pytest.approx(-180.0, abs=1e-9) and -180.0 < east.bounds[2] < -179.99
     assert all(p.exterior.is_ccw for p in footprint.geoms)  # RFC 7946: exteriors counterclockwise
     # bbox: west > east across the antimeridian (RFC 7946 5.2), latitudes of the whole footprint
-    assert item.bbox == [west.bounds[0], footprint.bounds[1], east.bounds[2], footprint.bounds[3]]
+    assert item.bbox == pytest.approx([west.bounds[0], footprint.bounds[1], east.bounds[2], footprint.bounds[3]])
     assert item.bbox[0] > item.bbox[2]
     assert footprint.area < 1e-4  # two slivers, not a band around the globe
     assert validate_offline(item)

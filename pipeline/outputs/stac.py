@@ -132,27 +132,19 @@ def _lonlat_ring(grid: GeoGrid) -> np.ndarray:
     return np.column_stack([lon, lat])
 
 
-def _footprint_wgs84(grid: GeoGrid) -> Polygon | MultiPolygon:
-    """The scene outline in EPSG:4326 as GeoJSON wants it: counterclockwise, and cut at the antimeridian."""
+def _footprint_wgs84(grid: GeoGrid) -> tuple[Polygon | MultiPolygon, list[float]]:
+    """The scene outline in EPSG:4326 as GeoJSON wants it (counterclockwise, cut at the antimeridian), and
+    its bbox: across the antimeridian, west (of the western part) > east (of the eastern one), RFC 7946 5.2."""
     ring = _lonlat_ring(grid)
+    (west, south), (east, north) = ring.min(axis=0).tolist(), ring.max(axis=0).tolist()
     outline = Polygon(ring)
-    if ring[:, 0].max() <= 180.0:
-        return orient(outline)
-    # The part east of 180 is shifted back by 360 degrees: two polygons that meet at +-180.
-    west = outline & box(-180.0, -90.0, 180.0, 90.0)
-    east = translate(outline & box(180.0, -90.0, 540.0, 90.0), xoff=-360.0)
-    parts = [p for piece in (west, east) for p in getattr(piece, "geoms", [piece]) if not p.is_empty]
-    return MultiPolygon([orient(p) for p in parts])
-
-
-def _bbox(footprint: Polygon | MultiPolygon) -> list[float]:
-    """The footprint's bbox; across the antimeridian, west (of the western part) > east (RFC 7946 5.2)."""
-    x0, y0, x1, y1 = footprint.bounds
-    if isinstance(footprint, MultiPolygon) and x0 == -180.0 and x1 == 180.0:
-        west = min(p.bounds[0] for p in footprint.geoms if p.bounds[2] == 180.0)
-        east = max(p.bounds[2] for p in footprint.geoms if p.bounds[0] == -180.0)
-        return [west, y0, east, y1]
-    return [x0, y0, x1, y1]
+    if east <= 180.0:
+        return orient(outline), [west, south, east, north]
+    # The part east of 180 is shifted back by 360 degrees: polygons that meet at +-180.
+    west_part = outline & box(-180.0, -90.0, 180.0, 90.0)
+    east_part = translate(outline & box(180.0, -90.0, 540.0, 90.0), xoff=-360.0)
+    parts = [p for piece in (west_part, east_part) for p in getattr(piece, "geoms", [piece]) if not p.is_empty]
+    return MultiPolygon([orient(p) for p in parts]), [west, south, east - 360.0, north]
 
 
 def _hex(name: str) -> str:
@@ -187,13 +179,13 @@ def scene_item(
     ``acquisition`` (see :func:`acquisition_time`) is the item's ``datetime``; without one the datetime is
     null and the processing time ``created_at`` is its ``start_datetime`` and ``end_datetime``.
     """
-    footprint = _footprint_wgs84(grid)
+    footprint, bbox = _footprint_wgs84(grid)
     created = datetime.fromisoformat(created_at)
     properties = {"created": created_at, "sceneseg:model": model, "sceneseg:run_id": run_id,
                   "sceneseg:counts": dict(counts or {}),
                   "sceneseg:datetime_source": acquisition.source if acquisition else "processing time"}
     item = pystac.Item(
-        id=scene_id, geometry=mapping(footprint), bbox=_bbox(footprint),
+        id=scene_id, geometry=mapping(footprint), bbox=bbox,
         datetime=acquisition.time if acquisition else None, properties=properties,
         start_datetime=None if acquisition else created, end_datetime=None if acquisition else created,
     )

@@ -275,10 +275,9 @@ def publish_raster(
     )
     tmp = atomic_path(dst)
     # The sidecars' temporaries are named after the raster's, so a failure or an orphan sweep takes them too.
-    renames = [(tmp, dst)]
-    if classes:
-        renames[:0] = [(tmp.with_name(tmp.name + ".aux.xml"), dst.with_name(dst.name + ".aux.xml")),
-                       (tmp.with_name(tmp.name + ".qml"), style_path(dst))]
+    aux_tmp, qml_tmp = tmp.with_name(tmp.name + ".aux.xml"), tmp.with_name(tmp.name + ".qml")
+    renames = [(aux_tmp, dst.with_name(dst.name + ".aux.xml")), (qml_tmp, style_path(dst))] if classes else []
+    renames.append((tmp, dst))  # the raster last: once it is in place, so are its sidecars
     resampling = "MODE" if classes else "AVERAGE"
     try:
         # PAM only for a class mask: GDAL writes what a GeoTIFF has no tag for (the RAT, category names) to
@@ -290,10 +289,10 @@ def publish_raster(
                 overview_resampling=resampling, bigtiff="IF_SAFER",
             )
         if classes:
-            if not renames[0][0].is_file():
+            if not aux_tmp.is_file():
                 raise OSError("GDAL wrote no .aux.xml with the raster attribute table")
-            renames[1][0].write_text(mask_qml(classes), encoding="utf-8")
-        for written, final in renames:  # the raster last: once it is in place, so are its sidecars
+            qml_tmp.write_text(mask_qml(classes), encoding="utf-8")
+        for written, final in renames:
             os.replace(written, final)
     except Exception as exc:
         for leftover in tmp.parent.glob(glob.escape(tmp.name) + "*"):
