@@ -198,7 +198,8 @@ def test_after_a_successful_run_the_output_holds_only_the_documented_files(tmp_p
     result = runner.invoke(app, ["segment", str(scene), "--out", str(out), "--model", str(tiny_checkpoint)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "s_item.json", "s_mask.tif", "s_preview.png", "s_run.json", "sceneseg.gpkg"]
+        "s_item.json", "s_mask.qml", "s_mask.tif", "s_mask.tif.aux.xml", "s_preview.png", "s_run.json",
+        "sceneseg.gpkg"]
     assert oct((out / "sceneseg.gpkg").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
     with rasterio.open(out / "s_mask.tif") as ds:
         assert ds.tags(1)["CLASS_NAMES"] == "0:background,1:building,2:road"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import pytest
 import shapely
@@ -158,6 +159,54 @@ def test_vectorized_scene_round_trips(tmp_path):
     assert len(b) == 1 and b.geometry.iloc[0].equals(shapely.box(300005, 2999980, 300025, 2999995))
     assert b["score"].iloc[0] == pytest.approx(1.0) and b["area_m2"].iloc[0] == pytest.approx(300.0)
     assert counts(gpkg)["road_centerlines"] == 1
+
+
+
+def declared_types(path: Path, table: str) -> dict[str, str]:
+    with sqlite3.connect(path) as con:
+        return {row[1]: row[2] for row in con.execute(f'PRAGMA table_info("{table}")')}
+
+
+def test_times_are_datetime_fields_that_read_back_as_utc_datetimes(tmp_path):
+    gpkg = tmp_path / "sceneseg.gpkg"
+    publish_scene(gpkg, scene_layers(300000, 3000000, 2).with_attributes(
+        scene_id="a", model="m", run_id="r", created_at="2026-05-01T02:00:00+00:00"), record("a", 300000, 3000000))
+    for layer in ("buildings", "roads", "road_centerlines"):
+        assert declared_types(gpkg, layer)["created_at"] == "DATETIME", layer
+        times = read(gpkg, layer)["created_at"]
+        assert str(times.dtype).startswith("datetime64") and str(times.dt.tz) == "UTC", layer
+        assert (times == pd.Timestamp("2026-05-01T02:00:00Z")).all(), layer
+    assert declared_types(gpkg, "scenes")["processed_at"] == "DATETIME"
+    assert read(gpkg, "scenes")["processed_at"].tolist() == [pd.Timestamp("2026-05-01T02:00:00Z")]
+
+
+def test_a_geopackage_with_text_times_from_earlier_versions_takes_new_scenes(tmp_path):
+    """Files written before the DATETIME fields keep their TEXT columns, and appending to them works."""
+    gpkg = tmp_path / "sceneseg.gpkg"
+    old_schema = {
+        "buildings": ["class", "score", "area_m2"], "roads": ["class", "score", "area_m2"],
+        "road_centerlines": ["class", "score", "length_m"],
+    }
+    for layer, columns in old_schema.items():  # the schema as earlier versions created it: times as text
+        data = {c: pd.Series(dtype=object if c == "class" else "float64") for c in columns}
+        data |= {c: pd.Series(dtype=object) for c in ("scene_id", "model", "run_id", "created_at")}
+        pyogrio.write_dataframe(gpd.GeoDataFrame(data, geometry=gpd.GeoSeries([], crs=UTM), crs=UTM), gpkg,
+                                layer=layer, driver="GPKG", geometry_type="LineString" if "length_m" in columns else "Polygon")
+    scenes = {c: pd.Series(dtype=object) for c in (
+        "scene_id", "path", "checksum", "crs", "processed_at", "model", "run_id", "status", "error")}
+    scenes |= {c: pd.Series(dtype="int64") for c in ("n_buildings", "n_roads", "n_road_centerlines")}
+    scenes["counts"] = pd.Series(dtype=object)
+    pyogrio.write_dataframe(gpd.GeoDataFrame(scenes, geometry=gpd.GeoSeries([], crs=UTM), crs=UTM), gpkg,
+                            layer="scenes", driver="GPKG", geometry_type="Polygon")
+    assert declared_types(gpkg, "buildings")["created_at"] == "TEXT"
+
+    for scene_id, x0 in (("a", 300000), ("b", 302000)):
+        publish_scene(gpkg, scene_layers(x0, 3000000, 2), record(scene_id, x0, 3000000))
+    assert declared_types(gpkg, "buildings")["created_at"] == "TEXT"
+    assert counts(gpkg) == {"buildings": 4, "roads": 2, "road_centerlines": 2, "scenes": 2}
+    buildings, scenes_read = read(gpkg, "buildings"), read(gpkg, "scenes")
+    assert set(pd.to_datetime(buildings["created_at"], utc=True)) == {pd.Timestamp("2026-05-01T02:00:00Z")}
+    assert set(pd.to_datetime(scenes_read["processed_at"], utc=True)) == {pd.Timestamp("2026-05-01T02:00:00Z")}
 
 
 BIG_CHILD = textwrap.dedent(

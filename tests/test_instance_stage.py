@@ -64,6 +64,10 @@ def test_folding_a_models_classes_into_the_users_mask():
     classes, lut = fold_lut(["background", "building", "road", BOUNDARY, CONTACT])
     assert classes == ("background", "building", "road")
     assert lut[[0, 1, 2, 3, 4, 255]].tolist() == [0, 1, 2, 1, 0, 255]
+    # A building-only instance model (buildings-banepa's classes): its mask names no road.
+    classes, lut = fold_lut(["background", "building", BOUNDARY, CONTACT])
+    assert classes == ("background", "building")
+    assert lut[[0, 1, 2, 3, 255]].tolist() == [0, 1, 1, 0, 255]
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +92,20 @@ def test_instance_model_layers_do_not_depend_on_block_or_chunk_size(tmp_path, in
     np.testing.assert_array_equal(mask, read_mask(b.mask_path))
     assert set(np.unique(mask)) <= {0, 1}  # boundary folded into building, contact into background
     with rasterio.open(a.mask_path) as ds:
-        assert ds.tags()["sceneseg_classes"] == "background,building,road"
+        assert ds.tags()["sceneseg_classes"] == "background,building"
 
 
-def test_an_instance_models_stac_item_lists_the_masks_classes(tmp_path, instance_checkpoint):
+def test_a_building_only_models_item_style_and_attribute_table_list_no_road(tmp_path, instance_checkpoint):
+    import xml.etree.ElementTree as ET
+
     import pystac
 
     scene = write_geotiff(tmp_path / "scene.tif", smooth_image(120, 130, seed=5))
     result = segment_scene(scene, tmp_path / "out", SegmentConfig(model=str(instance_checkpoint)))
     item = pystac.Item.from_file(str(tmp_path / "out" / f"{result.scene_id}_item.json"))
     names = [c["name"] for c in item.assets["mask"].extra_fields["classification:classes"] if not c.get("nodata")]
-    assert names == ["background", "building", "road"]
+    assert names == ["background", "building"]
+    qml = ET.parse(result.mask_path.with_suffix(".qml"))
+    assert [e.get("label") for e in qml.iter("paletteEntry")] == ["background", "building"]
+    rat = ET.parse(result.mask_path.with_name(result.mask_path.name + ".aux.xml")).find(".//GDALRasterAttributeTable")
+    assert [row.findall("F")[1].text for row in rat.iter("Row")] == ["background", "building"]

@@ -116,8 +116,9 @@ def test_killed_during_the_geopackage_publish_the_same_command_finishes_the_scen
         frame = pyogrio.read_dataframe(resumed.gpkg_path, layer=layer, where="scene_id = 's'")
         assert len(frame) == reference.counts[layer]
     assert sorted(p.name for p in out.iterdir()) == [
-        "other_item.json", "other_mask.tif", "other_preview.png", "other_run.json",
-        "s_item.json", "s_mask.tif", "s_preview.png", "s_run.json", "sceneseg.gpkg"]
+        "other_item.json", "other_mask.qml", "other_mask.tif", "other_mask.tif.aux.xml", "other_preview.png",
+        "other_run.json", "s_item.json", "s_mask.qml", "s_mask.tif", "s_mask.tif.aux.xml", "s_preview.png",
+        "s_run.json", "sceneseg.gpkg"]
     # Once finished, the same command refuses to overwrite without --overwrite, as before.
     with pytest.raises(OutputError, match="--overwrite"):
         segment_scene(scene, out, config)

@@ -159,3 +159,17 @@ def test_qgis_loads_each_layers_default_style(published):
     assert report["buildings"]["renderer"] == "graduatedSymbol" and report["buildings"]["attribute"] == "score"
     assert report["buildings"]["classes"] == 5
     assert report["road_centerlines"]["renderer"] == "singleSymbol"
+
+
+@pytest.mark.skipif(not _has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
+def test_qgis_reads_the_times_as_date_times(published):
+    run = subprocess.run(
+        ["/usr/bin/python3", str(REPO / "pipeline" / "vectors" / "qgis" / "qgis_styles.py"), "check", str(published)],
+        capture_output=True, text=True, timeout=300, env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin",
+                                                          "HOME": str(published.parent)},
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert {layer: r["datetime_fields"] for layer, r in report.items()} == {
+        "buildings": ["created_at"], "roads": ["created_at"], "road_centerlines": ["created_at"],
+        "scenes": ["processed_at"]}

@@ -13,8 +13,16 @@ from typing import Protocol
 
 from pipeline.grid import GeoGrid
 from pipeline.outputs.preview import Preview, render_preview, write_preview
-from pipeline.outputs.stac import ItemAssets, scene_item, update_catalog, validate_offline, write_item
+from pipeline.outputs.stac import (
+    ItemAssets,
+    acquisition_time,
+    scene_item,
+    update_catalog,
+    validate_offline,
+    write_item,
+)
 from pipeline.raster.blend import NODATA_CLASS
+from pipeline.raster.style import style_path
 
 __all__ = [
     "CatalogEntry",
@@ -81,10 +89,12 @@ def catalog_scene(job: PublishedScene, counts: dict[str, int]) -> CatalogEntry:
     scene_id = job.scene.scene_id
     preview = render_preview(job.scene.path, job.mask_path, job.mask_classes)
     png = write_preview(preview, preview_path(job.out_dir, scene_id))
-    assets = ItemAssets(mask=job.mask_path, gpkg=job.gpkg_path, preview=png, run=job.run_path)
+    style = style_path(job.mask_path)
+    assets = ItemAssets(mask=job.mask_path, gpkg=job.gpkg_path, preview=png, run=job.run_path,
+                        style=style if style.exists() else None)
     item = scene_item(
         scene_id, job.scene.grid, assets, classes=job.mask_classes, nodata=NODATA_CLASS, created_at=job.created_at,
-        model=job.checkpoint_id, run_id=job.run_id, counts=counts,
+        model=job.checkpoint_id, run_id=job.run_id, counts=counts, acquisition=acquisition_time(job.scene.path),
     )
     return CatalogEntry(preview, png, write_item(item, item_path(job.out_dir, scene_id)))
 

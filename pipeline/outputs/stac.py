@@ -1,10 +1,15 @@
 """STAC records of the outputs: one Item per published scene and a Catalog of an output directory.
 
 An item (``<scene>_item.json`` beside the outputs) has the scene footprint in EPSG:4326 as geometry and
-bbox, the projection extension with the scene's CRS, shape and transform, and four assets with hrefs
+bbox, the projection extension with the scene's CRS, shape and transform, and assets with hrefs
 relative to the item: the mask COG (with the classification extension's classes and its nodata value),
-the GeoPackage, the preview PNG and the run JSON. ``catalog.json`` links the items of an output
-directory, so stac-browser, pystac or titiler can walk them.
+its QGIS style, the GeoPackage, the preview PNG and the run JSON. ``catalog.json`` links the items of
+an output directory, so stac-browser, pystac or titiler can walk them.
+
+A footprint that crosses the antimeridian is cut there into a MultiPolygon, and its bbox has west > east
+(RFC 7946 section 3.1.9 and 5.2, as the STAC spec asks). The item's ``datetime`` is the scene's
+acquisition time where its metadata has one (:func:`acquisition_time`); otherwise it is null and
+``start_datetime`` = ``end_datetime`` = the processing time. ``sceneseg:datetime_source`` says which.
 
 Validation never reaches the network: pystac-core bundles the core STAC 1.1 JSON schemas and the GeoJSON
 ones, and :func:`validate_offline` validates against those only. No package bundles the projection or
@@ -15,14 +20,16 @@ classes, which check their types.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pystac
+import rasterio
 import shapely
 from pyproj import CRS, Transformer
 from pystac.errors import STACError
@@ -30,15 +37,20 @@ from pystac.extensions.classification import Classification, ClassificationExten
 from pystac.extensions.projection import ProjectionExtension
 from pystac.stac_io import DefaultStacIO
 from pystac.validation.stac_validator import GetSchemaError, JsonSchemaSTACValidator
-from shapely.geometry import box, mapping
+from shapely.affinity import translate
+from shapely.geometry import MultiPolygon, Polygon, box, mapping
+from shapely.geometry.polygon import orient
 
 from pipeline.grid import GeoGrid
+from pipeline.raster.style import class_color
 
 __all__ = [
     "CATALOG_NAME",
-    "CLASS_COLORS",
     "GPKG_MEDIA_TYPE",
+    "QML_MEDIA_TYPE",
+    "Acquisition",
     "ItemAssets",
+    "acquisition_time",
     "scene_item",
     "write_item",
     "update_catalog",
@@ -47,9 +59,8 @@ __all__ = [
 
 CATALOG_NAME = "catalog.json"
 GPKG_MEDIA_TYPE = "application/geopackage+sqlite3"
-
-#: Colour hints of the classes (as the mask's palette shows them), by class name.
-CLASS_COLORS = {"background": "000000", "building": "E31A1C", "road": "FFD700"}
+#: A QGIS style (QML) is an XML document; it has no registered media type of its own.
+QML_MEDIA_TYPE = "application/xml"
 
 _NODATA_NAME = "nodata"
 
@@ -62,20 +73,88 @@ class ItemAssets:
     gpkg: Path
     preview: Path
     run: Path
+    #: The mask's QGIS default style (``<scene>_mask.qml``), when it has one.
+    style: Path | None = None
 
 
-def _footprint_wgs84(grid: GeoGrid) -> shapely.Polygon:
-    """The scene outline in EPSG:4326, densified so that a curved outline stays faithful."""
+@dataclass(frozen=True)
+class Acquisition:
+    """When a scene was acquired, and the metadata item that says so."""
+
+    time: datetime
+    source: str
+
+
+# Metadata items that hold an acquisition time, most specific first (compared case-insensitively):
+# GDAL's IMAGERY domain (filled from satellite metadata files), common keys of the default domain, and
+# the TIFF DateTime tag, which drone and camera software set to the capture time.
+_TIME_KEYS = (
+    "ACQUISITIONDATETIME", "ACQUISITION_DATETIME", "ACQUISITION_DATE", "ACQUISITIONDATE", "ACQUISITION_TIME",
+    "DATE_ACQUIRED", "DATETIME", "TIFFTAG_DATETIME",
+)  # fmt: skip
+_TIFF_TIME = re.compile(r"(\d{4}):(\d{2}):(\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)")
+
+
+def _parse_time(text: str) -> datetime | None:
+    """An ISO 8601 or TIFF ("YYYY:MM:DD HH:MM:SS") time; a time without zone is taken as UTC."""
+    text = text.strip()
+    if match := _TIFF_TIME.fullmatch(text):
+        text = f"{match[1]}-{match[2]}-{match[3]}T{match[4]}"
+    try:
+        time = datetime.fromisoformat(text)
+    except ValueError:
+        return None  # "0000:00:00 00:00:00", free text: not a time
+    return time if time.tzinfo else time.replace(tzinfo=UTC)
+
+
+def acquisition_time(scene: str | os.PathLike[str]) -> Acquisition | None:
+    """The acquisition time in a scene's metadata (None when it has none that parses as a time)."""
+    with rasterio.open(scene) as src:
+        domains = [("IMAGERY", src.tags(ns="IMAGERY")), ("", src.tags())]
+    found = {key.upper(): (domain, key, value) for domain, tags in domains for key, value in tags.items()}
+    for key in _TIME_KEYS:
+        if key in found and (time := _parse_time(found[key][2])) is not None:
+            domain, name, _ = found[key]
+            return Acquisition(time, f"{domain}:{name}" if domain else name)
+    return None
+
+
+def _lonlat_ring(grid: GeoGrid) -> np.ndarray:
+    """The scene outline in longitude, latitude, densified so that a curved outline stays faithful, with
+    longitudes continuous along it (a ring crossing the antimeridian goes past 180 instead of jumping)."""
     outline = box(*grid.bounds)
     outline = shapely.segmentize(outline, max(outline.length / 400, 1e-9))
     to_wgs84 = Transformer.from_crs(CRS.from_user_input(grid.crs), CRS.from_epsg(4326), always_xy=True)
-    return shapely.transform(outline, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
+    xy = shapely.get_coordinates(outline.exterior)
+    lon, lat = to_wgs84.transform(xy[:, 0], xy[:, 1])
+    lon = np.unwrap(np.asarray(lon), period=360.0)
+    lon -= 360.0 * np.floor((lon.min() + 180.0) / 360.0)  # the western edge in [-180, 180)
+    return np.column_stack([lon, lat])
+
+
+def _footprint_wgs84(grid: GeoGrid) -> tuple[Polygon | MultiPolygon, list[float]]:
+    """The scene outline in EPSG:4326 as GeoJSON wants it (counterclockwise, cut at the antimeridian), and
+    its bbox: across the antimeridian, west (of the western part) > east (of the eastern one), RFC 7946 5.2."""
+    ring = _lonlat_ring(grid)
+    (west, south), (east, north) = ring.min(axis=0).tolist(), ring.max(axis=0).tolist()
+    outline = Polygon(ring)
+    if east <= 180.0:
+        return orient(outline), [west, south, east, north]
+    # The part east of 180 is shifted back by 360 degrees: polygons that meet at +-180.
+    west_part = outline & box(-180.0, -90.0, 180.0, 90.0)
+    east_part = translate(outline & box(180.0, -90.0, 540.0, 90.0), xoff=-360.0)
+    parts = [p for piece in (west_part, east_part) for p in getattr(piece, "geoms", [piece]) if not p.is_empty]
+    return MultiPolygon([orient(p) for p in parts]), [west, south, east - 360.0, north]
+
+
+def _hex(name: str) -> str:
+    r, g, b, _ = class_color(name)
+    return f"{r:02X}{g:02X}{b:02X}"
 
 
 def _classes(classes: tuple[str, ...], nodata: int) -> list[Classification]:
     found = [
-        Classification.create(value=value, name=name, description=f"{name} pixels",
-                              color_hint=CLASS_COLORS.get(name))
+        Classification.create(value=value, name=name, description=f"{name} pixels", color_hint=_hex(name))
         for value, name in enumerate(classes)
     ]
     return [*found, Classification.create(value=nodata, name=_NODATA_NAME, description="outside the scene's data",
@@ -93,14 +172,22 @@ def scene_item(
     model: str,
     run_id: str,
     counts: dict[str, int] | None = None,
+    acquisition: Acquisition | None = None,
 ) -> pystac.Item:
-    """The STAC Item of a published scene; asset hrefs are absolute until :func:`write_item` relates them."""
-    footprint = _footprint_wgs84(grid)
+    """The STAC Item of a published scene; asset hrefs are absolute until :func:`write_item` relates them.
+
+    ``acquisition`` (see :func:`acquisition_time`) is the item's ``datetime``; without one the datetime is
+    null and the processing time ``created_at`` is its ``start_datetime`` and ``end_datetime``.
+    """
+    footprint, bbox = _footprint_wgs84(grid)
     created = datetime.fromisoformat(created_at)
+    properties = {"created": created_at, "sceneseg:model": model, "sceneseg:run_id": run_id,
+                  "sceneseg:counts": dict(counts or {}),
+                  "sceneseg:datetime_source": acquisition.source if acquisition else "processing time"}
     item = pystac.Item(
-        id=scene_id, geometry=mapping(footprint), bbox=list(footprint.bounds), datetime=created,
-        properties={"created": created_at, "sceneseg:model": model, "sceneseg:run_id": run_id,
-                    "sceneseg:counts": dict(counts or {})},
+        id=scene_id, geometry=mapping(footprint), bbox=bbox,
+        datetime=acquisition.time if acquisition else None, properties=properties,
+        start_datetime=None if acquisition else created, end_datetime=None if acquisition else created,
     )
     crs = CRS.from_user_input(grid.crs)
     epsg = crs.to_epsg()
@@ -116,6 +203,11 @@ def scene_item(
     )
     item.add_asset("mask", mask)
     ClassificationExtension.ext(mask, add_if_missing=True).apply(classes=_classes(classes, nodata))
+    if assets.style is not None:
+        item.add_asset("style", pystac.Asset(
+            href=str(assets.style.resolve()), media_type=QML_MEDIA_TYPE, roles=["style"],
+            title="QGIS style of the mask", description="the mask's classes, labelled, background transparent; "
+            "QGIS loads it as the default style of the mask beside it"))
     item.add_asset("gpkg", pystac.Asset(
         href=str(assets.gpkg.resolve()), media_type=GPKG_MEDIA_TYPE, roles=["data"],
         title="building and road layers", description="GeoPackage shared by the scenes of this directory; "

@@ -5,7 +5,9 @@ partial updates of compressed tiles make GDAL rewrite them at the end of the fil
 killed process. So units go into uncompressed raw arrays in a hidden working directory beside the
 outputs (cheap random writes, fsynced for resume), and when the scene is complete GDAL's COG
 driver copies them through a raw VRT into a tiled, compressed, overviewed GeoTIFF under a temporary
-name that is renamed into place. The published file is therefore always complete.
+name that is renamed into place. The published file is therefore always complete. A class mask gets its
+sidecars the same way (:mod:`pipeline.raster.style`): the ``.aux.xml`` holding its raster attribute table
+and the QGIS default style ``<basename>.qml``, renamed into place just before the raster.
 """
 
 from __future__ import annotations
@@ -27,18 +29,11 @@ from pipeline.errors import OutputError
 from pipeline.files import atomic_path, process_alive
 from pipeline.grid import GeoGrid, Region, Shape2d
 from pipeline.raster.blend import UnitResult
+from pipeline.raster.style import class_color, mask_qml, rat_xml, style_path
 
 __all__ = [
-    "RawBand", "StoreReader", "WorkingStore", "publish_raster", "CLASS_COLORS", "remove_orphans",
+    "RawBand", "StoreReader", "WorkingStore", "publish_raster", "remove_orphans",
 ]  # fmt: skip
-
-#: Palette written into the mask so GIS software shows classes without styling.
-CLASS_COLORS: dict[str, tuple[int, int, int, int]] = {
-    "background": (0, 0, 0, 0),
-    "building": (220, 60, 40, 255),
-    "road": (250, 200, 40, 255),
-}
-
 
 def remove_orphans(directory: Path) -> list[Path]:
     """Remove the temporaries (``.<name>.<pid>.tmp*``, GDAL's ``.ovr.tmp`` among them) of dead processes."""
@@ -207,7 +202,7 @@ def _vrt_xml(
     if classes:
         parts.append("<ColorInterp>Palette</ColorInterp><ColorTable>")
         for name in classes:
-            c = CLASS_COLORS.get(name, (128, 128, 128, 255))
+            c = class_color(name)
             parts.append(f'<Entry c1="{c[0]}" c2="{c[1]}" c3="{c[2]}" c4="{c[3]}"/>')
         parts.append("</ColorTable><CategoryNames>")
         parts.extend(f"<Category>{escape(name)}</Category>" for name in classes)
@@ -217,6 +212,7 @@ def _vrt_xml(
         items = {f"CLASS_{i}": name for i, name in enumerate(classes)}
         items["CLASS_NAMES"] = ",".join(f"{i}:{name}" for i, name in enumerate(classes))
         parts.append("<Metadata>" + "".join(f'<MDI key="{k}">{escape(v)}</MDI>' for k, v in items.items()) + "</Metadata>")
+        parts.append(rat_xml(classes))
     parts += [source, "</VRTRasterBand></VRTDataset>"]
     return "".join(parts)
 
@@ -269,6 +265,8 @@ def publish_raster(
     ``lut`` (256 uint8 values) maps the band's values on the way, e.g. a model's classes to the user's;
     ``target`` (default ``grid``) is the grid of the COG, a rescaling of ``grid``: the band is read onto
     it by nearest neighbour (a mask inferred on a resampled view of the scene goes back on the scene's grid).
+    A class mask (``classes``, value ``i`` is ``classes[i]``) also gets ``<dst>.aux.xml`` with its raster
+    attribute table and the QGIS default style ``<basename>.qml`` (replacing those of an earlier mask).
     """
     if band.shape != grid.shape:
         raise ValueError(f"band of {band.shape} does not fit the grid of {grid.shape}")
@@ -276,16 +274,26 @@ def publish_raster(
         band, grid, target or grid, lut, nodata=nodata, classes=classes, description=description, tags=tags
     )
     tmp = atomic_path(dst)
+    # The sidecars' temporaries are named after the raster's, so a failure or an orphan sweep takes them too.
+    aux_tmp, qml_tmp = tmp.with_name(tmp.name + ".aux.xml"), tmp.with_name(tmp.name + ".qml")
+    renames = [(aux_tmp, dst.with_name(dst.name + ".aux.xml")), (qml_tmp, style_path(dst))] if classes else []
+    renames.append((tmp, dst))  # the raster last: once it is in place, so are its sidecars
     resampling = "MODE" if classes else "AVERAGE"
     try:
-        # No PAM: GDAL would put what a GeoTIFF has no tag for (category names) in a .aux.xml sidecar of the
-        # temporary name, which the rename leaves behind. The names go into the file's GDAL_METADATA tag.
-        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_PAM_ENABLED="NO"), rasterio.open(xml) as src:
+        # PAM only for a class mask: GDAL writes what a GeoTIFF has no tag for (the RAT, category names) to
+        # the temporary's .aux.xml, renamed with it. Band metadata (CLASS_NAMES) stays in the GDAL_METADATA tag.
+        pam = "YES" if classes else "NO"
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_PAM_ENABLED=pam), rasterio.open(xml) as src:
             rasterio.shutil.copy(
                 src, tmp, driver="COG", compress="DEFLATE", predictor="2", blocksize=512,
                 overview_resampling=resampling, bigtiff="IF_SAFER",
             )
-        os.replace(tmp, dst)
+        if classes:
+            if not aux_tmp.is_file():
+                raise OSError("GDAL wrote no .aux.xml with the raster attribute table")
+            qml_tmp.write_text(mask_qml(classes), encoding="utf-8")
+        for written, final in renames:
+            os.replace(written, final)
     except Exception as exc:
         for leftover in tmp.parent.glob(glob.escape(tmp.name) + "*"):
             leftover.unlink(missing_ok=True)

@@ -69,7 +69,10 @@ _RECORD_COLUMNS = [
 GPKG_NAME = "sceneseg.gpkg"
 GPKG_VERSION = "1.3"
 _INTEGER_COLUMNS = {"n_buildings", "n_roads", "n_road_centerlines"}
-_TEXT_COLUMNS = {"class", *_SCENE_COLUMNS, *(c for c in _RECORD_COLUMNS if c not in _INTEGER_COLUMNS)}
+#: GeoPackage DATETIME fields (UTC), so that QGIS filters and sorts them as dates. Files written before
+#: have TEXT columns there; appending to them copies the same ISO 8601 text in.
+_DATETIME_COLUMNS = {"created_at", "processed_at"}
+_TEXT_COLUMNS = {"class", *_SCENE_COLUMNS, *_RECORD_COLUMNS} - _INTEGER_COLUMNS - _DATETIME_COLUMNS
 # pyarrow is optional: pyogrio's Arrow path is faster but the classic one writes the same file.
 _USE_ARROW = importlib.util.find_spec("pyarrow") is not None
 #: How long a publish waits for another process's write to the same GeoPackage to finish.
@@ -123,10 +126,12 @@ def layer_crs(gpkg_path: str | os.PathLike[str]) -> dict[str, CRS]:
 
 
 def _typed_empty(name: str, crs: CRS) -> gpd.GeoDataFrame:
-    """An empty layer with the column types of the schema (text, real, integer)."""
+    """An empty layer with the column types of the schema (text, datetime, real, integer)."""
     columns = _RECORD_COLUMNS if name == SCENES_LAYER else [*_FEATURE_COLUMNS[name], *_SCENE_COLUMNS]
 
     def dtype(column: str) -> str:
+        if column in _DATETIME_COLUMNS:
+            return "datetime64[ms, UTC]"  # pyogrio writes it as a DATETIME field
         return "object" if column in _TEXT_COLUMNS else "int64" if column in _INTEGER_COLUMNS else "float64"
 
     data = {c: pd.Series(dtype=dtype(c)) for c in columns}
@@ -173,6 +178,11 @@ def _check_complete(written: Path, meant: Path) -> None:
         os.fsync(fh.fileno())
 
 
+def _utc(times: pd.Series | str) -> pd.Series | pd.Timestamp:
+    """ISO 8601 times as UTC datetimes (what pyogrio writes as DATETIME); a bad one is a ValueError."""
+    return pd.to_datetime(times, utc=True, format="ISO8601")
+
+
 def _feature_frame(name: str, frame: gpd.GeoDataFrame, record: SceneRecord, target: CRS) -> gpd.GeoDataFrame:
     missing = [c for c in _FEATURE_COLUMNS[name] if c not in frame.columns]
     if missing:
@@ -180,6 +190,7 @@ def _feature_frame(name: str, frame: gpd.GeoDataFrame, record: SceneRecord, targ
     defaults = {"model": record.model, "run_id": record.run_id, "created_at": record.processed_at}
     missing_defaults = {k: v for k, v in defaults.items() if k not in frame.columns}
     frame = frame.assign(**missing_defaults, scene_id=record.scene_id)
+    frame = frame.assign(created_at=_utc(frame["created_at"]))
     # Columns beyond the schema (another stage's additions) travel along; the publish adds them to the layer.
     extra = [c for c in frame.columns if c not in (*_FEATURE_COLUMNS[name], *_SCENE_COLUMNS, frame.geometry.name)]
     frame = frame[[*_FEATURE_COLUMNS[name], *_SCENE_COLUMNS, *extra, frame.geometry.name]]
@@ -192,7 +203,7 @@ def _scene_frame(record: SceneRecord, counts: dict[str, int], target: CRS) -> gp
     all_counts = {**record.counts, **counts}
     row = {
         "scene_id": record.scene_id, "path": record.path, "checksum": record.checksum, "crs": record.crs,
-        "processed_at": record.processed_at, "model": record.model, "run_id": record.run_id,
+        "processed_at": _utc(record.processed_at), "model": record.model, "run_id": record.run_id,
         "status": record.status, "error": record.error or "",
         **{f"n_{name}": int(counts.get(name, 0)) for name in _FEATURE_COLUMNS},
         "counts": json.dumps(all_counts, sort_keys=True),

@@ -45,13 +45,14 @@ def fold_lut(model_classes: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray 
 
     An instance model's boundary pixels become building and its contact pixels background, in the ids of
     :data:`USER_CLASSES`; nodata stays 255. A model without auxiliary classes keeps its own ids (None).
+    The names end at the last class the model predicts: a building-only model's mask has no road.
     """
     if not _FOLDED.keys() & set(model_classes):
         return tuple(model_classes), None
     lut = np.arange(256, dtype=np.uint8)
     for i, name in enumerate(model_classes):
         lut[i] = USER_CLASSES.index(_FOLDED.get(name, name))
-    return USER_CLASSES, lut
+    return USER_CLASSES[: int(lut[: len(model_classes)].max()) + 1], lut
 _CROSS = ndimage.generate_binary_structure(2, 1)  # 4-connectivity, as the vector stage polygonizes
 
 

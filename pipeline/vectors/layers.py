@@ -52,7 +52,8 @@ LAYER_NAMES: tuple[str, ...] = tuple(s.name for s in FEATURE_LAYERS)
 #: The polygon layer that holds each class's footprints (what a mask of that class becomes).
 CLASS_LAYERS: dict[str, str] = {s.feature_class: s.name for s in FEATURE_LAYERS if s.geometry_type == "Polygon"}
 SCENES_LAYER = "scenes"
-#: Columns every published feature carries beside its layer's own.
+#: Columns every published feature carries beside its layer's own; ``created_at`` is an ISO 8601 time,
+#: a DATETIME field in the GeoPackage.
 SCENE_COLUMNS: tuple[str, ...] = ("scene_id", "model", "run_id", "created_at")
 
 

@@ -11,7 +11,7 @@ not the project's virtual environment:
 
     QT_QPA_PLATFORM=offscreen /usr/bin/python3 pipeline/vectors/qgis/qgis_styles.py check OUT.gpkg
         Opens each layer as a QGIS user would and prints, as JSON, whether QGIS found a default style
-        in the GeoPackage and which renderer it loaded.
+        in the GeoPackage, which renderer it loaded, and which fields QGIS reads as date-times.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from qgis.core import (
     QgsSingleSymbolRenderer,
     QgsVectorLayer,
 )
+from qgis.PyQt.QtCore import QVariant
 
 STYLES = Path(__file__).resolve().parent  # the QML and SLD files sit beside this script
 LAYERS = ("buildings", "roads", "road_centerlines", "scenes")
@@ -96,7 +97,8 @@ def check(gpkg: Path) -> None:
         renderer = vl.renderer()
         report[layer] = {"default_style_found": bool(found), "message": message, "renderer": renderer.type(),
                          "attribute": getattr(renderer, "classAttribute", lambda: None)(),
-                         "classes": len(renderer.ranges()) if hasattr(renderer, "ranges") else None}
+                         "classes": len(renderer.ranges()) if hasattr(renderer, "ranges") else None,
+                         "datetime_fields": [f.name() for f in vl.fields() if f.type() == QVariant.DateTime]}
     print(json.dumps(report, indent=2))
 
 
