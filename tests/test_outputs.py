@@ -142,3 +142,20 @@ def test_catalog_of_the_items_round_trips_and_validates_offline(published, monke
     # the item, rewritten with its catalog links, still reads back on its own
     again = pystac.Item.from_file(str(out / "synth_item.json"))
     assert again.get_root_link() is not None and Path(again.assets["mask"].get_absolute_href()).exists()
+
+
+def test_preview_of_a_scene_with_nan_warns_nothing_and_shows_the_nan_as_nodata(tmp_path, tiny_checkpoint):
+    from pipeline.outputs.preview import render_preview
+    from tests.conftest import smooth_image, write_geotiff
+
+    image = smooth_image(200, 260, seed=3).astype(np.float32)
+    image[:, 50:90, 60:140] = np.nan  # no nodata value declared: NaN alone says it
+    image[1, 150:160, 10:30] = np.nan  # one band is enough
+    scene = write_geotiff(tmp_path / "nan.tif", image)
+    result = segment_scene(scene, tmp_path / "out", SegmentConfig(model=str(tiny_checkpoint), precision="fp32"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        preview = render_preview(scene, result.mask_path, ("background", "building", "road"))
+    assert preview.rgb.shape == (200, 260, 3)
+    assert (preview.rgb[50:90, 60:140] == 0).all() and (preview.rgb[150:160, 10:30] == 0).all()
+    assert preview.rgb[:40].max() > 100, "the valid pixels are stretched from their own percentiles"
