@@ -24,7 +24,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -136,12 +136,26 @@ def write_resampled_view(scene_path: Path, grid: GeoGrid, dst: Path) -> Path:
     Averaging when the grid is coarser than the scene (drone imagery for a satellite model), bilinear when
     finer. A VRT file, not an array: it costs no pass over the scene and nothing in memory, Dask workers
     open it like the scene itself, and any window of it reads the same pixels whatever the block size.
+
+    A scene that can hold nodata (a float scene, or one with a nodata value, an alpha band or a GDAL mask)
+    is viewed as float32 with NaN for nodata: GDAL's warper leaves its invalid pixels out of every average
+    and interpolation, whichever way they are encoded (NaN is declared the source nodata of a float scene
+    that declares none), and writes NaN where no valid pixel contributes, which :func:`validity` reads as
+    invalid. In the scene's own dtype the view could not say so: a uint8 warp drops an internal mask, and
+    the view's pixels would be valid there. Other scenes keep their dtype: the warp is faster without a
+    nodata value (a 2048^2 uint8 block bilinear 0.44 against 1.20 s in float32 with NaN, 2 cores).
     """
     with rasterio.open(scene_path) as src:
         coarser = abs(grid.transform.a) > abs(src.transform.a)
         resampling = Resampling.average if coarser else Resampling.bilinear
+        floating = np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
+        has_mask = any(MaskFlags.all_valid not in flags for flags in src.mask_flag_enums)
+        nodata = {}
+        if floating or has_mask:
+            src_nodata = np.nan if src.nodata is None and floating else src.nodata
+            nodata = dict(src_nodata=src_nodata, nodata=np.nan, dtype="float32")
         with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.shape.cols, height=grid.shape.rows,
-                       resampling=resampling) as vrt:
+                       resampling=resampling, **nodata) as vrt:
             tmp = dst.with_name(f".{dst.name}.tmp")
             rasterio.shutil.copy(vrt, tmp, driver="VRT")
     tmp.replace(dst)
