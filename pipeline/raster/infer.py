@@ -196,7 +196,7 @@ class Predictor:
             shape = (bands,) if nhwc else (bands, 1, 1)
             packed[:n] -= normalization.mean.astype(np.float32).reshape(shape)
             packed[:n] /= normalization.std.astype(np.float32).reshape(shape)
-        for i, tile_valid in enumerate(valid or ()):
+        for i, tile_valid in enumerate(() if valid is None else valid):
             fill_invalid(packed[i], tile_valid, channels_last=nhwc)
         tensor = torch.from_numpy(packed)
         return tensor.permute(0, 3, 1, 2) if nhwc else tensor

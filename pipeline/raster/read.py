@@ -33,7 +33,7 @@ from pipeline.errors import SceneReadError
 from pipeline.grid import GeoGrid, Region, Shape2d, reflect_indices
 
 __all__ = [
-    "mirror_read", "validity", "fill_invalid", "normalize", "RawImage", "SceneReader", "model_grid",
+    "mirror_read", "has_mask", "validity", "fill_invalid", "normalize", "RawImage", "SceneReader", "model_grid",
     "write_resampled_view",
 ]  # fmt: skip
 
@@ -65,6 +65,14 @@ def mirror_read(dataset: rasterio.DatasetReader, region: Region, bands: list[int
     """Read ``region`` (which may leave the scene) as ``(bands, rows, cols)``, mirror-padded outside."""
     window, mirror = _mirror_plan(dataset, region)
     return mirror(dataset.read(bands, window=window))
+
+
+def has_mask(dataset: rasterio.DatasetReader) -> bool:
+    """Whether GDAL masks any band of ``dataset``: a nodata value, an alpha band, an internal or per-dataset mask.
+
+    Where it does not, :func:`validity` needs no masks read (NaN it finds in the pixels themselves).
+    """
+    return dataset.count > 0 and any(MaskFlags.all_valid not in flags for flags in dataset.mask_flag_enums)
 
 
 def validity(data: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray | None:
@@ -149,9 +157,8 @@ def write_resampled_view(scene_path: Path, grid: GeoGrid, dst: Path) -> Path:
         coarser = abs(grid.transform.a) > abs(src.transform.a)
         resampling = Resampling.average if coarser else Resampling.bilinear
         floating = np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
-        has_mask = any(MaskFlags.all_valid not in flags for flags in src.mask_flag_enums)
         nodata = {}
-        if floating or has_mask:
+        if floating or has_mask(src):
             src_nodata = np.nan if src.nodata is None and floating else src.nodata
             nodata = dict(src_nodata=src_nodata, nodata=np.nan, dtype="float32")
         with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.shape.cols, height=grid.shape.rows,
