@@ -53,7 +53,7 @@ def _reflect(array: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarra
 
 def _mirror_plan(dataset: rasterio.DatasetReader, region: Region) -> tuple[Window, Callable[[np.ndarray], np.ndarray]]:
     """The window of the scene's pixels under ``region``, and the map that mirror-pads to ``region`` any
-    array ``(..., rows, cols)`` of that window (the image, its masks, its validity)."""
+    array ``(..., rows, cols)`` of that window (the image, its validity)."""
     scene = Shape2d(dataset.height, dataset.width)
     if Region.of_shape(scene).contains(region):
         return Window(region.col, region.row, region.cols, region.rows), lambda array: array
