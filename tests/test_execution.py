@@ -241,3 +241,47 @@ def test_blocks_reusing_a_workers_arrays_blend_what_fresh_arrays_blend(tmp_path,
         assert got.finals or got.partials
     with pytest.raises(ValueError, match="do not fit the extent"):
         BlockAccumulator(block.extent, bj.num_classes, sums[:, :-1], weights[:-1])
+
+
+def _listening() -> set[tuple[str, int]]:
+    """This process's listening TCP sockets as (address, port)."""
+    import psutil
+
+    process = psutil.Process()
+    connections = process.net_connections(kind="inet") if hasattr(process, "net_connections") else \
+        process.connections(kind="inet")
+    return {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
+
+
+def _sockets_of_a_run(scene, out, checkpoint) -> set[tuple[str, int]]:
+    """The listening sockets a local run opens, listed after each of its blocks (its cluster is up then)."""
+    before, seen = _listening(), set()
+    segment_scene(scene, out, SegmentConfig(model=str(checkpoint), block_size=96),
+                  progress=lambda done, total: seen.update(_listening()))
+    return seen - before
+
+
+def test_a_local_run_listens_on_loopback_only(smooth_scene, tmp_path, tiny_checkpoint, monkeypatch):
+    import ipaddress
+
+    monkeypatch.delenv("SCENESEG_DASK_DASHBOARD", raising=False)
+    opened = _sockets_of_a_run(smooth_scene, tmp_path / "out", tiny_checkpoint)
+    assert opened, "the in-process scheduler serves HTTP while the blocks run"
+    assert all(ipaddress.ip_address(host).is_loopback for host, _ in opened), opened
+
+
+def test_the_dashboard_is_served_on_loopback_when_asked(smooth_scene, tmp_path, tiny_checkpoint, monkeypatch):
+    import socket
+
+    from pipeline.errors import ConfigError
+    from pipeline.raster.execute import dask_client
+
+    with socket.socket() as probe:  # a port free right now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SCENESEG_DASK_DASHBOARD", str(port))  # a bare port: loopback
+    assert ("127.0.0.1", port) in _sockets_of_a_run(smooth_scene, tmp_path / "out", tiny_checkpoint)
+    monkeypatch.setenv("SCENESEG_DASK_DASHBOARD", "localhost:dash")
+    with pytest.raises(ConfigError, match="SCENESEG_DASK_DASHBOARD='localhost:dash'.*127.0.0.1:8787"):
+        with dask_client(None, 1):
+            pass

@@ -6,17 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+from rasterio.transform import from_origin
 
 from models.checkpoint import load_checkpoint
 from pipeline.config import SegmentConfig
 from pipeline.errors import SceneValidationError
 from pipeline.raster.scene import input_normalization, open_scene
 from pipeline.stages import infer_blocks, prepare, publish_masks
-from tests.conftest import smooth_image, write_geotiff
+from tests.conftest import UTM, smooth_image, write_geotiff, write_tiny_checkpoint
 
 
-def _mask(scene, out, checkpoint, **options) -> np.ndarray:
-    job = prepare(scene, out, SegmentConfig(model=str(checkpoint), overwrite=True, block_size=48, **options))
+def _mask(scene, out, checkpoint, block_size=48, **options) -> np.ndarray:
+    job = prepare(scene, out, SegmentConfig(model=str(checkpoint), overwrite=True, block_size=block_size, **options))
     store = infer_blocks(job, journal_interval=0)
     with rasterio.open(publish_masks(job, store).mask) as ds:
         return ds.read(1)
@@ -78,3 +79,59 @@ def test_nan_in_a_scene_without_nodata_is_nodata(tmp_path, tiny_checkpoint):
     image[0, 10:20, 10:20] = np.nan  # one band is enough
     mask = _mask(write_geotiff(tmp_path / "nan.tif", image), tmp_path / "a", tiny_checkpoint)
     assert (mask == 255).sum() == 100 and (mask[10:20, 10:20] == 255).all()
+
+
+def _rgba(path, rgb: np.ndarray, alpha: np.ndarray):
+    """A uint8 RGBA GeoTIFF whose fourth band is its alpha (GDAL masks the three colour bands with it)."""
+    rgba = np.concatenate([rgb, alpha[None]])
+    profile = dict(driver="GTiff", width=rgb.shape[2], height=rgb.shape[1], count=4, dtype="uint8", crs=UTM,
+                   transform=from_origin(300000.0, 3000000.0, 0.5, 0.5), photometric="RGB", alpha="YES")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(rgba)
+    return path
+
+
+def _internal_mask(path, rgb: np.ndarray, valid: np.ndarray):
+    """A uint8 RGB GeoTIFF with a per-dataset GDAL mask (written with ``write_mask``)."""
+    profile = dict(driver="GTiff", width=rgb.shape[2], height=rgb.shape[1], count=3, dtype="uint8", crs=UTM,
+                   transform=from_origin(300000.0, 3000000.0, 0.5, 0.5))
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+        dst.write(rgb)
+        dst.write_mask(np.where(valid, 255, 0).astype(np.uint8))
+    return path
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("model_gsd_m", [None, 0.25, 1.0], ids=["native", "resampled-finer", "resampled-coarser"])
+def test_every_encoding_of_nodata_over_the_same_boxes_gives_the_same_mask(tmp_path, tiny_checkpoint, model_gsd_m):
+    """NaN, a -9999 or 0 nodata value, an alpha band at 0 and an internal mask are one thing to the model: the
+    pixels under them reach it as the same neutral fill, whatever values they hold, so the masks around the
+    boxes are identical, and the boxes themselves are 255 (nodata) in each. One box crosses block seams, one
+    lies in a corner of the scene (mirrored into the padding); block sizes differ between the runs. The same
+    holds when the scene (0.5 m pixels) is read resampled to a model's ground sample distance."""
+    checkpoint = tiny_checkpoint
+    if model_gsd_m is not None:
+        checkpoint = write_tiny_checkpoint(tmp_path / "gsd.pt", gsd_m=model_gsd_m)
+    image = np.clip(smooth_image(128, 128, seed=4), 1, 255)  # no 0 outside the boxes: 0 is a nodata value below
+    inside = np.zeros((128, 128), dtype=bool)
+    inside[40:70, 30:90] = inside[100:, :20] = True
+    junk = np.random.default_rng(1).integers(0, 256, size=image.shape, dtype=np.uint8)  # what an invalid pixel holds
+    scenes = {}
+    for name, value, nodata in [("nan", np.nan, None), ("minus9999", -9999.0, -9999.0), ("zero", 0.0, 0.0),
+                                ("nan_with_nodata", np.nan, np.nan)]:
+        data = image.astype(np.float32)
+        data[:, inside] = value
+        scenes[name] = write_geotiff(tmp_path / f"{name}.tif", data, nodata=nodata)
+    alpha = np.where(inside, 0, 255).astype(np.uint8)
+    scenes["alpha"] = _rgba(tmp_path / "alpha.tif", np.where(inside, junk, image), alpha)
+    scenes["internal_mask"] = _internal_mask(tmp_path / "msk.tif", np.where(inside, junk, image), ~inside)
+    masks = {name: _mask(path, tmp_path / name, checkpoint, block_size=48 if name == "nan" else 96,
+                         precision="fp32") for name, path in scenes.items()}
+    reference = masks.pop("nan")
+    if model_gsd_m is None:
+        assert (reference == 255).sum() == inside.sum() and (reference[inside] == 255).all()
+    else:  # resampled there and back: the box's edge may move by a pixel, its inside is nodata
+        assert (reference[inside] == 255).mean() > 0.85 and (reference[~inside] == 255).mean() < 0.02
+    assert len(np.unique(reference[~inside])) > 1, "the model draws more than one class around the boxes"
+    for name, mask in masks.items():
+        np.testing.assert_array_equal(mask, reference, err_msg=name)

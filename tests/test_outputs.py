@@ -229,3 +229,20 @@ def test_a_footprint_east_of_the_antimeridian_only_stays_one_polygon(tmp_path):
                       created_at="2026-01-01T00:00:00+00:00", model="m", run_id="r")
     assert item.geometry["type"] == "Polygon" and -180 < item.bbox[0] < item.bbox[2] < -179.99
     assert validate_offline(item)
+
+
+def test_preview_of_a_scene_with_nan_warns_nothing_and_shows_the_nan_as_nodata(tmp_path, tiny_checkpoint):
+    from pipeline.outputs.preview import render_preview
+    from tests.conftest import smooth_image, write_geotiff
+
+    image = smooth_image(200, 260, seed=3).astype(np.float32)
+    image[:, 50:90, 60:140] = np.nan  # no nodata value declared: NaN alone says it
+    image[1, 150:160, 10:30] = np.nan  # one band is enough
+    scene = write_geotiff(tmp_path / "nan.tif", image)
+    result = segment_scene(scene, tmp_path / "out", SegmentConfig(model=str(tiny_checkpoint), precision="fp32"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        preview = render_preview(scene, result.mask_path, ("background", "building", "road"))
+    assert preview.rgb.shape == (200, 260, 3)
+    assert (preview.rgb[50:90, 60:140] == 0).all() and (preview.rgb[150:160, 10:30] == 0).all()
+    assert preview.rgb[:40].max() > 100, "the valid pixels are stretched from their own percentiles"

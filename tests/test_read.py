@@ -45,7 +45,8 @@ def test_reader_normalizes_and_reports_nodata(tmp_path):
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[0, 10], 0.0)
     np.testing.assert_allclose(out[1, 10], 2.0)
-    valid = reader.valid(Region(0, 0, 20, 20))
+    assert (out[:, :5] == 0).all(), "nodata reaches the model as the band mean"
+    valid = reader.read_raw(Region(0, 0, 20, 20)).valid
     assert not valid[:5].any() and valid[5:].all()
     reader.close()
 
@@ -68,12 +69,14 @@ def test_raw_tiles_normalized_while_packed_give_the_bits_of_a_normalized_read(tm
     reader = SceneReader(path, [1, 2, 3], mean=[120.5, 99.0, 140.25], std=[60.0, 33.3, 71.7], has_mask=False)
     extent = Region(-8, -8, 116, 106)  # mirror padding on every side
     raw = reader.read_raw(extent)
-    assert raw.dtype == (np.float32 if dtype == np.float64 else dtype)
+    assert raw.data.dtype == (np.float32 if dtype == np.float64 else dtype)
+    assert (raw.valid is None) == (dtype != np.float64)
     normalized = reader.read(extent)
     block = Block(index=(0, 0), extent=extent, core=Region(0, 0, 100, 90),
                   tiles=tuple(Region(r, c, 64, 64) for r in (-8, 44) for c in (-8, 34)))
     predictor = get_predictor(tiny_checkpoint, InferenceSettings(device="cpu", batch_size=3, channels_last=channels_last))
     expected = predictor.predict(tile_views(normalized, block))
-    got = predictor.predict(tile_views(raw, block), Normalization(reader.mean, reader.std))
+    valid = None if raw.valid is None else tile_views(raw.valid, block)
+    got = predictor.predict(tile_views(raw.data, block), Normalization(reader.mean, reader.std), valid)
     np.testing.assert_array_equal(got, expected)
     reader.close()

@@ -21,6 +21,7 @@ from rasterio.windows import Window
 from scipy.ndimage import binary_erosion
 
 from pipeline.grid import Shape2d
+from pipeline.raster.read import validity
 
 __all__ = ["MAX_SIDE", "OUTLINE_COLORS", "Preview", "encode_png", "preview_shape", "render_preview", "write_preview"]
 
@@ -63,13 +64,15 @@ def _stretch(bands: np.ndarray, valid: np.ndarray) -> np.ndarray:
         if values.size == 0:
             continue
         lo, hi = (0.0, 255.0) if bands.dtype == np.uint8 else np.percentile(values, (2, 98))
-        scaled = (band - lo) / max(hi - lo, 1e-12)
-        out[i] = np.round(np.clip(scaled, 0.0, 1.0) * 255 * _DIM).astype(np.uint8)
+        scaled = (values - lo) / max(hi - lo, 1e-12)
+        # Valid pixels only: an invalid one may be NaN, which has no uint8 value (it stays 0, black).
+        out[i][valid] = np.round(np.clip(scaled, 0.0, 1.0) * 255 * _DIM).astype(np.uint8)
     return out
 
 
 def _scene_rgb(scene_path: Path, shape: Shape2d) -> tuple[np.ndarray, np.ndarray]:
-    """The scene's first three bands (or its first, as grey) at ``shape``, and where it has data.
+    """The scene's first three bands (or its first, as grey) at ``shape``, and where it has data
+    (``read.validity``, as in the run).
 
     Read in strips of about one block row of the scene, each as a fractional window whose rows map onto
     the preview's exactly as in one whole read (the same pixels are sampled, tested): read whole, a
@@ -87,8 +90,11 @@ def _scene_rgb(scene_path: Path, shape: Shape2d) -> tuple[np.ndarray, np.ndarray
             bottom = min(shape.rows, top + rows_per_strip)
             window = Window(0, top * scale, src.width, (bottom - top) * scale)
             out = (bottom - top, shape.cols)
-            bands[:, top:bottom] = src.read(indexes, window=window, out_shape=(3, *out), resampling=Resampling.nearest)
-            valid[top:bottom] = src.read_masks(1, window=window, out_shape=out, resampling=Resampling.nearest) > 0
+            strip = src.read(indexes, window=window, out_shape=(3, *out), resampling=Resampling.nearest)
+            masks = src.read_masks(indexes, window=window, out_shape=(3, *out), resampling=Resampling.nearest)
+            bands[:, top:bottom] = strip
+            strip_valid = validity(strip, masks)  # the rule of the run: nodata value, alpha, mask, NaN
+            valid[top:bottom] = True if strip_valid is None else strip_valid
     return bands, valid
 
 

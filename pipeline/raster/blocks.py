@@ -52,8 +52,11 @@ class BlockOutput:
 
 
 def tile_views(image: np.ndarray, block: Block) -> list[np.ndarray]:
-    """The block's tiles ``(bands, T, T)`` as views of its extent image ``(bands, rows, cols)`` (no copy)."""
-    return [image[:, rows, cols] for rows, cols in (t.slices_in(block.extent) for t in block.tiles)]
+    """The block's tiles ``(..., T, T)`` as views of an extent array ``(..., rows, cols)`` (no copy).
+
+    The extent's image ``(bands, rows, cols)`` gives the tiles' images, its validity ``(rows, cols)`` theirs.
+    """
+    return [image[..., rows, cols] for rows, cols in (t.slices_in(block.extent) for t in block.tiles)]
 
 
 _readers: dict[tuple, SceneReader] = {}
@@ -113,7 +116,8 @@ def process_block(job: BlockJob, index: tuple[int, int]) -> BlockOutput:
     plan = job.plan
     block = plan.block(*index)
     reader = _reader(job)
-    # Raw values (a quarter of the float32 image for uint8 scenes); each batch is normalized as it is packed.
+    # Raw values (a quarter of the float32 image for uint8 scenes); each batch is normalized as it is packed,
+    # and its invalid pixels filled.
     image = reader.read_raw(block.extent)
     predictor = get_predictor(job.checkpoint, worker_inference(job.inference))
     # The worker thread's arrays, reused: a fresh 100 MB accumulator is page-faulted in on first touch, which
@@ -124,10 +128,14 @@ def process_block(job: BlockJob, index: tuple[int, int]) -> BlockOutput:
     # Each batch is blended as soon as it is out: the block's probabilities are never held all at once.
     tiles = iter(block.tiles)
     normalization = Normalization(reader.mean, reader.std)
-    for probabilities in predictor.predict_batches(tile_views(image, block), normalization):
+    tiles_valid = None if image.valid is None else tile_views(image.valid, block)
+    for probabilities in predictor.predict_batches(tile_views(image.data, block), normalization, tiles_valid):
         for tile_probs in probabilities:
             acc.add(next(tiles), tile_probs, window)
+    valid = None
+    if image.valid is not None and not block.core.is_empty:
+        core = image.valid[block.core.slices_in(block.extent)]
+        valid = None if core.all() else core.copy()  # a copy: seam partials keep it, not the whole extent's
     del image
-    valid = reader.valid(block.core) if not block.core.is_empty else None
     finals, partials = split_block(plan, block, acc, valid)
     return BlockOutput(index, finals, partials, len(block.tiles), torch.get_num_threads(), predictor.batch_size)

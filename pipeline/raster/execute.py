@@ -1,15 +1,21 @@
 """Running blocks on Dask with backpressure: in-process threads by default, or an existing cluster.
 
-Both use the same futures code: with no address an in-process ``LocalCluster`` (threads, no server, no
-pickling) is started for the run; with an address the blocks go to that scheduler's workers, which load
-the model themselves. At most ``max_in_flight`` blocks are submitted and not yet collected, so memory is
-bounded by the blocks in flight whatever the scene size. Blocks are submitted in raster order with
-decreasing priority, so seams complete (and leave memory) as early as possible.
+Both use the same futures code: with no address an in-process ``LocalCluster`` (threads, no pickling) is
+started for the run; with an address the blocks go to that scheduler's workers, which load the model
+themselves. At most ``max_in_flight`` blocks are submitted and not yet collected, so memory is bounded by
+the blocks in flight whatever the scene size. Blocks are submitted in raster order with decreasing
+priority, so seams complete (and leave memory) as early as possible.
+
+The in-process cluster opens no port to the network: its scheduler and workers talk ``inproc://``, and
+the HTTP server each of them starts anyway (Dask's health and metrics routes, the dashboard when there is
+one) listens on 127.0.0.1, where Dask's default is every interface. The dashboard is off unless
+:data:`DASHBOARD_ENV` asks for it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -19,7 +25,9 @@ from distributed import Client, LocalCluster, as_completed
 from pipeline.errors import ConfigError
 from pipeline.raster.blocks import BlockJob, BlockOutput, process_block
 
-__all__ = ["dask_client", "run_blocks", "gpu_resources", "local_gpu_count"]
+__all__ = [
+    "DASHBOARD_ENV", "dashboard_address", "dask_client", "run_blocks", "gpu_resources", "local_gpu_count",
+]  # fmt: skip
 
 
 def local_gpu_count(device: str) -> int:
@@ -29,18 +37,52 @@ def local_gpu_count(device: str) -> int:
     return 0
 
 
+#: The environment variable that turns on the in-process cluster's dashboard: ``PORT`` or ``HOST:PORT``
+#: (a bare port listens on 127.0.0.1; name another host, e.g. ``0.0.0.0:8787``, to open it to the network).
+DASHBOARD_ENV = "SCENESEG_DASK_DASHBOARD"
+#: Where the in-process scheduler and workers serve HTTP without a dashboard: loopback, any free port.
+_LOOPBACK_ANY_PORT = "127.0.0.1:0"
+
+
+def dashboard_address() -> str | None:
+    """The in-process cluster's dashboard address from :data:`DASHBOARD_ENV` as ``HOST:PORT``; None when unset.
+
+    Raises:
+        ConfigError: the value is not a port or ``HOST:PORT``.
+    """
+    value = os.environ.get(DASHBOARD_ENV, "").strip()
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise ConfigError(
+            f"{DASHBOARD_ENV}={value!r}: not a port or HOST:PORT. Give e.g. {DASHBOARD_ENV}=127.0.0.1:8787 "
+            "(the dashboard on this machine only), or unset it for no dashboard."
+        )
+    return f"{host or '127.0.0.1'}:{port}"
+
+
 @contextmanager
 def dask_client(address: str | None, threads: int, gpus: int = 0) -> Iterator[Client]:
     """A client for ``address``, or for an in-process cluster when it is None.
 
     In-process: one worker of ``threads`` threads, or with several GPUs one worker per GPU (named 0..n-1,
-    see ``blocks.worker_inference``), each offering ``GPU=1`` so a block holds exactly one device.
+    see ``blocks.worker_inference``), each offering ``GPU=1`` so a block holds exactly one device. Nothing
+    of it listens beyond 127.0.0.1 unless :data:`DASHBOARD_ENV` names another host for the dashboard.
+
+    Raises:
+        ConfigError: no scheduler answers at ``address``, or :data:`DASHBOARD_ENV` is malformed.
     """
     if address is None:
         pool = dict(n_workers=gpus, resources={"GPU": 1}) if gpus > 1 else dict(n_workers=1)
+        dashboard = dashboard_address()
         with LocalCluster(
-            threads_per_worker=threads, processes=False, dashboard_address=None,
-            silence_logs=logging.WARNING, **pool,
+            threads_per_worker=threads, processes=False, silence_logs=logging.WARNING,
+            # A None address turns the scheduler's dashboard off but not its HTTP server, which Dask then
+            # binds to every interface (port 8787), as it does each worker's (any port): name loopback.
+            # The worker's dashboard flag this sets serves nothing without bokeh, and loopback only with it.
+            dashboard_address=dashboard, scheduler_kwargs={"dashboard_address": dashboard or _LOOPBACK_ANY_PORT},
+            worker_dashboard_address=_LOOPBACK_ANY_PORT, **pool,
         ) as cluster, Client(cluster) as client:
             yield client
         return

@@ -31,6 +31,7 @@ from models.checkpoint import load_checkpoint
 from models.device import Precision, autocast_dtype, resolve_device
 from models.fuse import fold_batchnorm
 from pipeline.errors import ConfigError
+from pipeline.raster.read import fill_invalid
 
 __all__ = [
     "InferenceSettings",
@@ -147,15 +148,21 @@ class Predictor:
         self._staging: torch.Tensor | None = None
 
     def predict(
-        self, tiles: np.ndarray | Sequence[np.ndarray], normalization: Normalization | None = None
+        self,
+        tiles: np.ndarray | Sequence[np.ndarray],
+        normalization: Normalization | None = None,
+        valid: Sequence[np.ndarray | None] | None = None,
     ) -> np.ndarray:
         """Probabilities ``(n, classes, T, T)`` float32 for tiles ``(n, bands, T, T)`` (see :meth:`predict_batches`)."""
-        outputs = list(self.predict_batches(tiles, normalization))
+        outputs = list(self.predict_batches(tiles, normalization, valid))
         return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
 
     @torch.inference_mode()
     def predict_batches(
-        self, tiles: np.ndarray | Sequence[np.ndarray], normalization: Normalization | None = None
+        self,
+        tiles: np.ndarray | Sequence[np.ndarray],
+        normalization: Normalization | None = None,
+        valid: Sequence[np.ndarray | None] | None = None,
     ) -> Iterator[np.ndarray]:
         """Probabilities of ``tiles`` (each ``(bands, T, T)``, views are fine) one batch at a time, in order.
 
@@ -164,13 +171,21 @@ class Predictor:
         forward has one shape. A block's tiles are never stacked whole, nor its probabilities. Tiles are
         normalized already, or raw scene values with ``normalization`` (per-band mean and std), which is
         applied as each batch is packed: the same float32 steps as ``read.normalize``, so the same bits.
+        ``valid`` holds each tile's ``(T, T)`` validity (None: all valid); the invalid pixels are then
+        filled after normalization, by ``read.fill_invalid``.
         """
         size = self.batch_size
         for start in range(0, len(tiles), size):
             chunk = tiles[start : start + size]
-            yield self._forward(self._pack(chunk, normalization))[: len(chunk)]
+            chunk_valid = valid[start : start + size] if valid is not None else None
+            yield self._forward(self._pack(chunk, normalization, chunk_valid))[: len(chunk)]
 
-    def _pack(self, chunk: np.ndarray | Sequence[np.ndarray], normalization: Normalization | None) -> torch.Tensor:
+    def _pack(
+        self,
+        chunk: np.ndarray | Sequence[np.ndarray],
+        normalization: Normalization | None,
+        valid: Sequence[np.ndarray | None] | None,
+    ) -> torch.Tensor:
         bands, rows, cols = chunk[0].shape
         size, n = self.batch_size, len(chunk)
         nhwc = self.memory_format is torch.channels_last
@@ -181,6 +196,8 @@ class Predictor:
             shape = (bands,) if nhwc else (bands, 1, 1)
             packed[:n] -= normalization.mean.astype(np.float32).reshape(shape)
             packed[:n] /= normalization.std.astype(np.float32).reshape(shape)
+        for i, tile_valid in enumerate(() if valid is None else valid):
+            fill_invalid(packed[i], tile_valid, channels_last=nhwc)
         tensor = torch.from_numpy(packed)
         return tensor.permute(0, 3, 1, 2) if nhwc else tensor
 

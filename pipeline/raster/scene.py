@@ -12,12 +12,12 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from pipeline.errors import SceneReadError, SceneValidationError
 from pipeline.grid import GeoGrid, Shape2d
+from pipeline.raster.read import has_mask
 
 __all__ = [
     "SceneInfo", "configure_gdal", "open_scene", "check_scene_fits", "check_scene_readable", "input_normalization",
@@ -100,7 +100,7 @@ def open_scene(path: str | Path) -> SceneInfo:
         with rasterio.open(path) as ds:
             shape, crs, transform = Shape2d(ds.height, ds.width), ds.crs, ds.transform
             band_count, dtype, nodata = ds.count, ds.dtypes[0] if ds.count else "", ds.nodata
-            has_mask = ds.count > 0 and any(MaskFlags.all_valid not in flags for flags in ds.mask_flag_enums)
+            masked = has_mask(ds)
     except RasterioError as exc:
         raise SceneReadError(
             f"{path}: not a raster GDAL can read ({exc}). Give a GeoTIFF or another GDAL raster format."
@@ -120,7 +120,7 @@ def open_scene(path: str | Path) -> SceneInfo:
         )
     info = SceneInfo(
         path=path, scene_id=scene_id_for(path), grid=GeoGrid(shape, transform, crs), band_count=band_count,
-        dtype=dtype, nodata=nodata, has_mask=has_mask,
+        dtype=dtype, nodata=nodata, has_mask=masked,
     )
     return info
 
