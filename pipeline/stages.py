@@ -18,6 +18,7 @@ published itself). ``finish`` removes the working directory last.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -217,12 +218,16 @@ def prepare(
     check_output_dir(out)
     scene = open_scene(scene_path)
     check_scene_readable(scene)
+    out_existed = out.exists()
     claimed, created = claim_scene_id(scene.path, out, scene_id)
     try:
         return _prepare(dataclasses.replace(scene, scene_id=claimed), out, config, run_id)
     except BaseException:
         if created:
             release_claim(out, claimed)
+        if not out_existed:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if empty: a refused scene leaves no --out it made
         raise
 
 
