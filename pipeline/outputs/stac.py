@@ -93,8 +93,12 @@ def scene_item(
     model: str,
     run_id: str,
     counts: dict[str, int] | None = None,
+    changes: dict | None = None,
 ) -> pystac.Item:
-    """The STAC Item of a published scene; asset hrefs are absolute until :func:`write_item` relates them."""
+    """The STAC Item of a published scene; asset hrefs are absolute until :func:`write_item` relates them.
+
+    ``changes`` (the building and road changes against overlapping scenes) become ``sceneseg:changes``.
+    """
     footprint = _footprint_wgs84(grid)
     created = datetime.fromisoformat(created_at)
     item = pystac.Item(
@@ -102,6 +106,8 @@ def scene_item(
         properties={"created": created_at, "sceneseg:model": model, "sceneseg:run_id": run_id,
                     "sceneseg:counts": dict(counts or {})},
     )
+    if changes is not None:
+        item.properties["sceneseg:changes"] = changes
     crs = CRS.from_user_input(grid.crs)
     epsg = crs.to_epsg()
     proj = ProjectionExtension.ext(item, add_if_missing=True)

@@ -1,0 +1,146 @@
+"""The cost of comparing two published acquisitions (``pipeline.vectors.changes``), per 1,000 buildings.
+
+Two scenes are published into one GeoPackage from the ground truth of a synthetic town (no model needed:
+the comparison does not care where the footprints came from): the earlier one as drawn, the later one
+misregistered by 1.5 px (0.75 m each way), with 2 % of the buildings removed and 1 % added, and masks
+beside them with nodata corners, as a rotated acquisition has. Timed: ``update_changes`` of the later
+scene (its chunk grid, reading the buildings, centerlines and mask windows around each chunk, the valid
+area, the alignment, the matching, the staging and the one transaction), at each size, with the peak
+resident memory of the process during it.
+
+    python bench/changes.py                  # 4096^2 and 8192^2 scenes
+    python bench/changes.py --quick          # 1024^2, not recorded
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+
+import common
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import rasterio
+import rasterio.transform
+import shapely
+import shapely.affinity
+
+from pipeline.vectors.changes import ChangeSettings, update_changes
+from pipeline.vectors.gpkg import SceneRecord, publish_scene
+from pipeline.vectors.layers import VectorLayers
+
+QUICK_SIZE = 1024
+SHIFT_M = 0.75
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192], help="Scene sides in pixels.")
+    parser.add_argument("--chunk-px", type=int, default=ChangeSettings().chunk_px, help="Comparison chunk side.")
+    common.add_common_args(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes = [QUICK_SIZE]
+    return args
+
+
+def _layers(truth, keep: np.ndarray, extra: list, dx: float, dy: float) -> VectorLayers:
+    """The truth's layers with the buildings ``keep`` selects plus ``extra``, moved by (dx, dy)."""
+    crs = truth["buildings"].crs
+
+    def moved(geoms):
+        return shapely.transform(np.asarray(list(geoms), dtype=object), lambda xy: xy + [dx, dy])
+
+    buildings = moved([*truth["buildings"].geometry.values[keep], *extra])
+    lines = moved(truth["road_centerlines"].geometry.values)
+    roads = moved(truth["roads"].geometry.values)
+    frame = gpd.GeoDataFrame
+    return VectorLayers(
+        frame({"class": "building", "score": 0.9, "area_m2": shapely.area(buildings)}, geometry=list(buildings), crs=crs),
+        frame({"class": "road", "score": 0.9, "area_m2": shapely.area(roads)}, geometry=list(roads), crs=crs),
+        frame({"class": "road", "score": 0.9, "length_m": shapely.length(lines)}, geometry=list(lines), crs=crs),
+    )
+
+
+def _mask(path, scene) -> None:
+    """A mask whose top-left and bottom-right corners are nodata (255), like a rotated acquisition's."""
+    rows, cols = scene.shape.rows, scene.shape.cols
+    profile = dict(driver="GTiff", width=cols, height=rows, count=1, dtype="uint8", crs=scene.crs,
+                   transform=scene.transform, nodata=255, tiled=True, blockxsize=512, blockysize=512,
+                   compress="deflate")
+    with rasterio.open(path, "w", **profile) as ds:
+        for r0 in range(0, rows, 512):
+            r, c = np.mgrid[r0:min(r0 + 512, rows), 0:cols]
+            corner = (r + c < cols // 6) | (r + c > rows + cols - cols // 6)
+            ds.write(np.where(corner, 255, 0).astype(np.uint8)[None], window=((r0, r0 + r.shape[0]), (0, cols)))
+
+
+def run(size: int, args: argparse.Namespace) -> dict:
+    scene = common.synthetic_scene(args.work_dir, size, args.seed)
+    truth = {name: pyogrio.read_dataframe(scene.truth_path, layer=name)
+             for name in ("buildings", "roads", "road_centerlines")}
+    bounds = shapely.box(*rasterio.transform.array_bounds(scene.shape.rows, scene.shape.cols, scene.transform))
+    out = args.work_dir / f"changes-{size}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    gpkg = out / "sceneseg.gpkg"
+    n = len(truth["buildings"])
+    rng = np.random.default_rng(args.seed)
+    keep = rng.random(n) >= 0.02
+    # New buildings: copies of kept ones moved 40 m away where that lands on empty ground.
+    others = shapely.STRtree(truth["buildings"].geometry.values)
+    extra = []
+    for g in truth["buildings"].geometry.values[rng.permutation(n)]:
+        moved = shapely.affinity.translate(g, 40.0, 0.0)
+        if len(extra) >= n // 100:
+            break
+        if not others.query(shapely.buffer(moved, 5.0)).size and moved.within(shapely.buffer(bounds, -20.0)):
+            extra.append(moved)
+    for scene_id, layers, processed in (
+        ("earlier", _layers(truth, np.ones(n, bool), [], 0, 0), "2026-05-01T00:00:00+00:00"),
+        ("later", _layers(truth, keep, extra, SHIFT_M, -SHIFT_M), "2026-06-01T00:00:00+00:00"),
+    ):
+        _mask(out / f"{scene_id}_mask.tif", scene)
+        record = SceneRecord(scene_id=scene_id, path=str(out / "gone.tif"), checksum="", crs=scene.crs,
+                             footprint=bounds,
+                             processed_at=processed, model="truth", run_id="bench")
+        publish_scene(gpkg, layers, record)
+    settings = ChangeSettings(chunk_px=args.chunk_px)
+    with common.TreeMemorySampler(os.getpid(), interval=0.02) as memory:
+        before = memory.process.memory_info().rss
+        started = time.perf_counter()
+        [pair] = update_changes(gpkg, "later", settings=settings)
+        seconds = time.perf_counter() - started
+    expected = {"removed": int((~keep).sum()), "new": len(extra)}
+    return {
+        "size": size, "buildings_earlier": n, "buildings_later": int(keep.sum()) + len(extra),
+        "expected": expected, "found": {k: pair[k] for k in ("new", "removed", "changed")},
+        "road_added_m": pair["road_added_m"], "road_removed_m": pair["road_removed_m"],
+        "shift_found_m": pair["shift_m"], "chunks": pair["chunks"], "seconds": round(seconds, 3),
+        "seconds_per_1000_buildings": round(seconds / (n / 1000), 3),
+        "peak_rss_mib": round(memory.peak_rss / 2**20, 1), "rss_before_mib": round(before / 2**20, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    result = {"machine": common.machine(), "chunk_px": args.chunk_px, "runs": []}
+    for size in args.sizes:
+        print(f"{size}^2: publishing two scenes and comparing them", file=sys.stderr)
+        result["runs"].append(run(size, args))
+    key = "; ".join(
+        f"{r['size']}^2: {r['buildings_earlier']} buildings, {r['seconds']} s ({r['seconds_per_1000_buildings']} s "
+        f"per 1,000), {r['chunks']} chunks, found {r['found']['removed']}/{r['expected']['removed']} removed "
+        f"{r['found']['new']}/{r['expected']['new']} new {r['found']['changed']} changed, peak RSS "
+        f"{r['peak_rss_mib']} MiB (before {r['rss_before_mib']})"
+        for r in result["runs"]
+    )
+    common.finish(args, "changes.py", result, key)
+
+
+if __name__ == "__main__":
+    main()
