@@ -10,6 +10,12 @@ resident memory of the process during it.
 
     python bench/changes.py                  # 4096^2 and 8192^2 scenes
     python bench/changes.py --quick          # 1024^2, not recorded
+    python bench/changes.py --picture bench/changes-overlay.png --no-record   # the README's picture
+
+``--picture`` also runs the pipeline as a user does: a 512^2 synthetic town and a later acquisition of it
+with 5 buildings painted over and 3 added (``write_changed_scene``), both segmented by ``synthetic-demo``
+into one GeoPackage, the change layer drawn over them (earlier | later; removed red, new green, changed
+amber, as its QGIS style draws them).
 """
 
 from __future__ import annotations
@@ -19,17 +25,23 @@ import os
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import common
 import geopandas as gpd
 import numpy as np
 import pyogrio
 import rasterio
+import rasterio.features
 import rasterio.transform
 import shapely
 import shapely.affinity
 
-from pipeline.vectors.changes import ChangeSettings, update_changes
+from pipeline.config import SegmentConfig
+from pipeline.outputs.preview import encode_png
+from pipeline.stages import segment_scene
+from pipeline.synthetic import write_changed_scene, write_synthetic_scene
+from pipeline.vectors.changes import CHANGES_LAYER, ChangeSettings, update_changes
 from pipeline.vectors.gpkg import SceneRecord, publish_scene
 from pipeline.vectors.layers import VectorLayers
 
@@ -41,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192], help="Scene sides in pixels.")
     parser.add_argument("--chunk-px", type=int, default=ChangeSettings().chunk_px, help="Comparison chunk side.")
+    parser.add_argument("--picture", type=Path, default=None,
+                        help="Also segment a changed synthetic town and draw its change layer into this PNG.")
     common.add_common_args(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -126,9 +140,54 @@ def run(size: int, args: argparse.Namespace) -> dict:
     }
 
 
+#: Fill and outline colours of the change kinds, as in pipeline/vectors/qgis/building_changes.qml.
+COLOURS = {"new": (51, 160, 44), "removed": (227, 26, 28), "changed": (255, 176, 0)}
+
+
+def _draw(tif: Path, changes: gpd.GeoDataFrame) -> np.ndarray:
+    """The scene's RGB with the changes filled (alpha 0.45) and outlined in their colours."""
+    with rasterio.open(tif) as ds:
+        rgb, transform = ds.read([1, 2, 3]).astype(np.float32), ds.transform
+    for kind, colour in COLOURS.items():
+        geoms = [g for g in changes.geometry[changes["change"] == kind] if g is not None]
+        if not geoms:
+            continue
+        fill = rasterio.features.rasterize(geoms, out_shape=rgb.shape[1:], transform=transform) > 0
+        edge = rasterio.features.rasterize([g.boundary.buffer(0.5) for g in geoms], out_shape=rgb.shape[1:],
+                                           transform=transform) > 0
+        for band, value in zip(rgb, colour, strict=True):
+            band[fill] = 0.55 * band[fill] + 0.45 * value
+            band[edge] = value
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def picture(path: Path, args: argparse.Namespace) -> dict:
+    """Segment a synthetic town and a changed copy of it, compare them, and draw the change layer."""
+    work = args.work_dir / "changes-picture"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    town = write_synthetic_scene(work / "town.tif", 512, 512, seed=5)
+    later = write_changed_scene(town.path, work / "town-later.tif", remove=5, add=3)
+    config = SegmentConfig(model=common.DEMO_MODEL, precision="fp32", overwrite=True)
+    segment_scene(town.path, work, config)
+    result = segment_scene(later.path, work, config).changes
+    changes = pyogrio.read_dataframe(work / "sceneseg.gpkg", layer=CHANGES_LAYER)
+    earlier, now = _draw(town.path, changes[changes["change"] == "removed"]), _draw(later.path, changes)
+    gap = np.full((3, earlier.shape[1], 8), 255, dtype=np.uint8)
+    # Only the rows the changes span (and 12 px round them): the README's picture stays under 300 KB.
+    rows, _ = rasterio.transform.rowcol(town.transform, [0, 0], changes.total_bounds[[3, 1]])
+    top, bottom = max(min(rows) - 12, 0), min(max(rows) + 12, earlier.shape[1])
+    both = np.concatenate([earlier, gap, now], axis=2)[:, top:bottom]
+    path.write_bytes(encode_png(np.moveaxis(both, 0, -1)))
+    return {"picture": str(path), "png_kib": round(path.stat().st_size / 1024, 1),
+            "found": {k: result[k] for k in ("new", "removed", "changed")}}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     result = {"machine": common.machine(), "chunk_px": args.chunk_px, "runs": []}
+    if args.picture is not None:
+        result["picture"] = picture(args.picture, args)
     for size in args.sizes:
         print(f"{size}^2: publishing two scenes and comparing them", file=sys.stderr)
         result["runs"].append(run(size, args))

@@ -19,9 +19,7 @@ import numpy as np
 import pyogrio
 import pytest
 import rasterio
-import rasterio.features
 import shapely
-import shapely.affinity
 from affine import Affine
 from rasterio.warp import Resampling, reproject
 from typer.testing import CliRunner
@@ -29,7 +27,7 @@ from typer.testing import CliRunner
 from pipeline.config import SegmentConfig
 from pipeline.errors import OutputError
 from pipeline.stages import segment_scene
-from pipeline.synthetic import write_synthetic_scene
+from pipeline.synthetic import write_changed_scene, write_synthetic_scene
 from pipeline.vectors.changes import (
     CHANGE_COLUMNS,
     CHANGES_LAYER,
@@ -172,6 +170,21 @@ def test_half_overlapping_scenes_compare_only_where_both_have_valid_pixels(tmp_p
     assert len(pyogrio.read_dataframe(gpkg, layer=CHANGES_LAYER)) == pair["removed"]  # the pair's rows replaced
 
 
+def test_a_scene_is_compared_with_its_neighbours_in_time(tmp_path):
+    """a (May) and c (July) are compared; b (June) published later sits between them: a-b and b-c replace a-c."""
+    gpkg = tmp_path / "sceneseg.gpkg"
+    town, footprint = _town(12), shapely.box(299990, 2999990, 300200, 3000100)
+    _publish(gpkg, "a", town, footprint, "2026-05-01T02:00:00+00:00")
+    _publish(gpkg, "c", town.iloc[4:], footprint, "2026-07-01T02:00:00+00:00")
+    [pair] = update_changes(gpkg, "c")
+    assert (pair["earlier"], pair["later"], pair["removed"]) == ("a", "c", 4)
+    _publish(gpkg, "b", town.iloc[1:], footprint, "2026-06-01T02:00:00+00:00")
+    pairs = update_changes(gpkg, "b")
+    assert [(p["earlier"], p["later"], p["removed"]) for p in pairs] == [("a", "b", 1), ("b", "c", 3)]
+    rows = pyogrio.read_dataframe(gpkg, layer=CHANGES_LAYER)
+    assert sorted(zip(rows["earlier_scene_id"], rows["scene_id"])) == [("a", "b")] + [("b", "c")] * 3
+
+
 def test_changes_of_unknown_scenes_are_refused(tmp_path):
     gpkg = tmp_path / "sceneseg.gpkg"
     with pytest.raises(OutputError, match="no GeoPackage"):
@@ -218,58 +231,6 @@ def _shifted(src: Path, dst: Path, pixels: float) -> Path:
     return dst
 
 
-def _edited(src: Path, dst: Path, remove: int, add: int) -> tuple[Path, list, list]:
-    """A copy of a synthetic scene with ``remove`` buildings painted over with ground (pixels of a free
-    spot of the same scene) and ``add`` buildings copied, shadow and all, to free spots.
-
-    Returns the path, the removed buildings and the added ones (the true footprints, scene CRS)."""
-    truth = pyogrio.read_dataframe(src.with_suffix(".gpkg"), layer="buildings").geometry.values
-    roads = shapely.union_all(pyogrio.read_dataframe(src.with_suffix(".gpkg"), layer="roads").geometry.values)
-    with rasterio.open(src) as ds:
-        profile, img, transform = ds.profile, ds.read(), ds.transform
-        scene = shapely.box(*ds.bounds)
-    # Patches reach 7 m round a building: its shadow (at most 6.3 m long) goes with it.
-    patches = shapely.buffer(truth, 7.0)
-    isolated = [i for i in range(len(truth)) if shapely.within(patches[i], shapely.buffer(scene, -20))
-                and not shapely.intersects(patches[i], np.delete(truth, i)).any()]
-    taken = [shapely.union_all(shapely.buffer(truth, 8.0)), shapely.buffer(roads, 3.0)]
-
-    def free_spot(patch):
-        """The first offset (in 4 m steps, scanning rows) that puts ``patch`` on free ground inside the scene."""
-        cx, cy = patch.centroid.x, patch.centroid.y
-        x0, y0, x1, y1 = shapely.buffer(scene, -10).bounds
-        for y in np.arange(y1, y0, -4.0):
-            for x in np.arange(x0, x1, 4.0):
-                moved = shapely.affinity.translate(patch, x - cx, y - cy)
-                if moved.within(shapely.buffer(scene, -10)) and not any(moved.intersects(t) for t in taken):
-                    taken.append(shapely.buffer(moved, 4.0))
-                    return x - cx, y - cy
-        raise AssertionError("no free ground left in the test scene")
-
-    def copy(patch, dx, dy, backwards=False):
-        """Pixels under ``patch`` moved by (dx, dy) (or taken from there, backwards)."""
-        target = shapely.affinity.translate(patch, dx, dy) if not backwards else patch
-        inside = rasterio.features.geometry_mask([target], img.shape[1:], transform, invert=True)
-        rows, cols = np.nonzero(inside)
-        step_r, step_c = round(-dy / transform.a), round(dx / transform.a)
-        sign = -1 if not backwards else 1
-        img[:, rows, cols] = img[:, rows + sign * step_r, cols + sign * step_c]
-
-    removed, added = isolated[:remove], isolated[remove:remove + add]
-    assert len(added) == add, "the test scene has too few isolated buildings"
-    for i in removed:
-        dx, dy = free_spot(patches[i])
-        copy(patches[i], dx, dy, backwards=True)  # ground from the free spot over the building
-    moved = []
-    for i in added:
-        dx, dy = free_spot(patches[i])
-        copy(patches[i], dx, dy)
-        moved.append(shapely.affinity.translate(truth[i], dx, dy))
-    with rasterio.open(dst, "w", **profile) as ds:
-        ds.write(img)
-    return dst, [truth[i] for i in removed], moved
-
-
 def _rows(gpkg: Path) -> gpd.GeoDataFrame:
     return pyogrio.read_dataframe(gpkg, layer=CHANGES_LAYER)
 
@@ -290,7 +251,8 @@ def test_a_misregistered_acquisition_of_an_unchanged_town_has_no_change(town, tm
 
 @pytest.mark.slow
 def test_buildings_painted_over_and_added_are_removed_and_new(town, tmp_path):
-    edited, removed, added = _edited(town, tmp_path / "after.tif", remove=5, add=3)
+    changed = write_changed_scene(town, tmp_path / "after.tif", remove=5, add=3)
+    edited, removed, added = changed.path, changed.removed, changed.added
     gpkg = tmp_path / "sceneseg.gpkg"
     segment_scene(town, tmp_path, CONFIG)
     result = segment_scene(edited, tmp_path, CONFIG)
