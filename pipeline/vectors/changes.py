@@ -95,6 +95,8 @@ _TEXT = {"change", "scene_id", "earlier_scene_id", "scene_time", "earlier_time",
 _TIME_TAGS = ("ACQUISITIONDATETIME", "ACQUISITION_DATETIME", "ACQUISITION_DATE", "DATETIME", "TIFFTAG_DATETIME")
 _TIME_FORMATS = ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 _serial = itertools.count()
+#: Change rows held in memory before they are written to the staging file.
+_STAGE_BATCH = 20_000
 _log = logging.getLogger(__name__)
 
 
@@ -663,11 +665,17 @@ def publish_changes(
         if CHANGES_LAYER not in {str(n) for n, _ in pyogrio.list_layers(path)}:
             _write(_typed(None, crs), path, append=True)
         _write(_typed(None, crs), stage, append=False)
+        held: list[gpd.GeoDataFrame] = []  # rows wait for a batch: a pyogrio write costs 0.1 s however small
         for earlier, later in pairs:
             pair, frames = compare_scenes(path, earlier, later, settings)
             for frame in frames:
-                _write(_typed(frame, crs), stage, append=True)
+                held.append(_typed(frame, crs))
+                if sum(map(len, held)) >= _STAGE_BATCH:
+                    _write(pd.concat(held, ignore_index=True), stage, append=True)
+                    held = []
             results.append(pair)
+        if held:
+            _write(pd.concat(held, ignore_index=True), stage, append=True)
         _commit(path, stage, [*((e.scene_id, l.scene_id) for e, l in pairs), *drop], timeout)
     except SceneSegError:
         raise
