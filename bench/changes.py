@@ -12,6 +12,7 @@ process's peak resident memory (imports included).
     python bench/changes.py                  # 4096^2 and 8192^2 scenes
     python bench/changes.py --quick          # 1024^2, not recorded
     python bench/changes.py --picture bench/changes-overlay.png --no-record   # the README's picture
+    python bench/changes.py --towns 3 4 5 6 11 --shifts 1.5 2.5 3 --sizes      # unchanged, misregistered towns
 
 ``--picture`` also runs the pipeline as a user does: a 512^2 synthetic town and a later acquisition of it
 with 5 buildings painted over and 3 added (``write_changed_scene``), both segmented by ``synthetic-demo``
@@ -35,10 +36,13 @@ import pyogrio
 import rasterio
 import rasterio.features
 import rasterio.transform
+import rasterio.warp
 import shapely
 import shapely.affinity
+from affine import Affine
 
 from pipeline.config import SegmentConfig
+from pipeline.metrics import match_buildings
 from pipeline.outputs.preview import encode_png
 from pipeline.stages import segment_scene
 from pipeline.synthetic import write_changed_scene, write_synthetic_scene
@@ -52,10 +56,15 @@ SHIFT_M = 0.75
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192], help="Scene sides in pixels.")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[4096, 8192],
+                        help="Scene sides in pixels (none: only --towns or --picture).")
     parser.add_argument("--chunk-px", type=int, default=ChangeSettings().chunk_px, help="Comparison chunk side.")
     parser.add_argument("--picture", type=Path, default=None,
                         help="Also segment a changed synthetic town and draw its change layer into this PNG.")
+    parser.add_argument("--towns", type=int, nargs="*", default=[],
+                        help="Also segment these seeds' 512^2 towns and misregistered copies (--shifts px) and "
+                             "compare them: an unchanged town must give no change.")
+    parser.add_argument("--shifts", type=float, nargs="+", default=[1.5, 2.5], help="Misregistrations in pixels.")
     common.add_common_args(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -205,22 +214,71 @@ def picture(path: Path, args: argparse.Namespace) -> dict:
             "found": {k: result[k] for k in ("new", "removed", "changed")}}
 
 
+def _shifted(src: Path, dst: Path, pixels: float) -> Path:
+    """The scene resampled (bilinear) with its content moved by ``pixels`` along both axes, on the same grid:
+    a misregistered later acquisition; the pixels with no source are nodata."""
+    with rasterio.open(src) as ds:
+        profile, data = ds.profile | {"nodata": 0}, ds.read()
+        out = np.zeros_like(data)
+        rasterio.warp.reproject(data, out, src_transform=ds.transform, src_crs=ds.crs, dst_crs=ds.crs,
+                                dst_transform=ds.transform @ Affine.translation(pixels, pixels),
+                                resampling=rasterio.warp.Resampling.bilinear, dst_nodata=0)
+    with rasterio.open(dst, "w", **profile) as ds:
+        ds.write(out)
+    return dst
+
+
+def unchanged_towns(args: argparse.Namespace) -> list[dict]:
+    """Each seed's town and its misregistered copies, segmented and compared: the changes found (none is
+    right), the shift found, and the mean IoU of the matched buildings before and after the alignment."""
+    out = []
+    config = SegmentConfig(model=common.DEMO_MODEL, precision="fp32", overwrite=True)
+    for seed, pixels in ((seed, pixels) for seed in args.towns for pixels in args.shifts):
+        work = args.work_dir / f"changes-town-{seed}-{pixels}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        town = write_synthetic_scene(work / "town.tif", 512, 512, seed=seed)
+        segment_scene(town.path, work, config)
+        [pair] = segment_scene(_shifted(town.path, work / "later.tif", pixels), work, config).changes["pairs"]
+        buildings = pyogrio.read_dataframe(work / "sceneseg.gpkg", layer="buildings")
+        earlier, later = (buildings[buildings["scene_id"] == s] for s in ("town", "later"))
+        moved = earlier.translate(*pair["shift_m"])
+        out.append({
+            "seed": seed, "shift_px": pixels, "buildings": [len(earlier), len(later)],
+            "found": {k: pair[k] for k in ("new", "removed", "changed")}, "shift_found_m": pair["shift_m"],
+            "mean_iou_before": round(match_buildings(later, earlier, 0.01).mean_iou_matched, 3),
+            "mean_iou_aligned": round(match_buildings(later, moved, 0.01).mean_iou_matched, 3),
+            "road_added_m": pair["road_added_m"], "road_removed_m": pair["road_removed_m"],
+        })
+        print(f"town {seed}, {pixels} px: {out[-1]}", file=sys.stderr)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     result = {"machine": common.machine(), "chunk_px": args.chunk_px, "runs": []}
     if args.picture is not None:
         result["picture"] = picture(args.picture, args)
+    if args.towns:
+        result["unchanged_towns"] = unchanged_towns(args)
     for size in args.sizes:
         print(f"{size}^2: publishing two scenes and comparing them", file=sys.stderr)
         result["runs"].append(run(size, args))
-    key = "; ".join(
+    parts = [
         f"{r['size']}^2: {r['buildings_earlier']} buildings, {r['seconds']} s ({r['seconds_per_1000_buildings']} s "
         f"per 1,000), {r['chunks']} chunks, found {r['found']['removed']}/{r['expected']['removed']} removed "
         f"{r['found']['new']}/{r['expected']['new']} new {r['found']['changed']} changed, peak RSS of the "
         f"comparing process {r['peak_rss_mib']} MiB"
         for r in result["runs"]
-    )
-    common.finish(args, "changes.py", result, key)
+    ]
+    if args.towns:
+        towns = result["unchanged_towns"]
+        parts.append(f"{len(towns)} unchanged towns misregistered by {'/'.join(map(str, args.shifts))} px: "
+                f"{sum(sum(t['found'].values()) for t in towns)} changes found, mean IoU "
+                f"{min(t['mean_iou_before'] for t in towns)}-{max(t['mean_iou_before'] for t in towns)} before the "
+                f"alignment, {min(t['mean_iou_aligned'] for t in towns)}-{max(t['mean_iou_aligned'] for t in towns)} "
+                "after")
+    common.finish(args, "changes.py", result, "; ".join(parts))
 
 
 if __name__ == "__main__":
