@@ -128,12 +128,32 @@ def test_only_buildings_inside_the_valid_area_and_their_chunk_are_reported():
 # Published scenes (hand-made layers, the GeoPackage writer)
 
 
-def _publish(gpkg: Path, scene_id: str, buildings: gpd.GeoDataFrame, footprint, processed_at: str) -> None:
+def _publish(gpkg: Path, scene_id: str, buildings: gpd.GeoDataFrame, footprint, processed_at: str,
+             crs: str | None = None) -> None:
     """Publish hand-made buildings as a scene whose file is gone (so its time is its processing time)."""
     empty_lines = gpd.GeoDataFrame({"class": [], "score": [], "length_m": []}, geometry=[], crs=UTM)
     empty_roads = gpd.GeoDataFrame({"class": [], "score": [], "area_m2": []}, geometry=[], crs=UTM)
     layers = VectorLayers(buildings.assign(**{"class": "building"}), empty_roads, empty_lines)
-    publish_scene(gpkg, layers, replace(record(scene_id, 0, 0), footprint=footprint, processed_at=processed_at))
+    rec = replace(record(scene_id, 0, 0), footprint=footprint, processed_at=processed_at)
+    publish_scene(gpkg, layers, rec, crs=crs)
+
+
+def test_layers_in_a_geographic_crs_are_compared_in_metres(tmp_path):
+    """--output-crs EPSG:4326: the comparison runs in the masks' UTM and writes its rows in degrees."""
+    gpkg = tmp_path / "sceneseg.gpkg"
+    town, footprint = _town(12), shapely.box(299990, 2999990, 300200, 3000100)
+    for scene_id in ("a", "b"):  # valid everywhere
+        write_geotiff(tmp_path / f"{scene_id}_mask.tif", np.zeros((1, 220, 420), dtype=np.uint8),
+                      transform=Affine(0.5, 0, 299990, 0, -0.5, 3000100), nodata=255)
+    _publish(gpkg, "a", town, footprint, "2026-05-01T02:00:00+00:00", crs="EPSG:4326")
+    moved = _moved(town.iloc[2:], 1.0, -1.0)  # two removed, the rest misregistered by 2 px
+    _publish(gpkg, "b", moved, footprint, "2026-06-01T02:00:00+00:00", crs="EPSG:4326")
+    [pair] = update_changes(gpkg, "b")
+    assert (pair["removed"], pair["new"], pair["changed"]) == (2, 0, 0)
+    assert pair["shift_m"] == pytest.approx([1.0, -1.0], abs=0.05)
+    rows = pyogrio.read_dataframe(gpkg, layer=CHANGES_LAYER)
+    assert rows.crs.to_epsg() == 4326
+    assert sorted(rows.to_crs(UTM).area.round(1)) == sorted(town["area_m2"][:2].round(1))
 
 
 def test_half_overlapping_scenes_compare_only_where_both_have_valid_pixels(tmp_path):
