@@ -410,17 +410,30 @@ def _quote_sql(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _scenes(gpkg: Path) -> dict[str, Acquisition]:
-    """The scenes published successfully, with their times, footprints and masks."""
+def _scenes(gpkg: Path, scene_id: str, other: str | None) -> tuple[dict[str, Acquisition], list[str]]:
+    """``scene_id`` and ``other`` as published successfully (else every scene overlapping ``scene_id``), with
+    their times, footprints and masks; and the ids of every scene published successfully.
+
+    Only these scenes' files are opened for their times: a GeoPackage of many scenes costs one query.
+    """
     rows = read_scenes(gpkg)
+    rows = rows[(rows["status"] == "ok") & rows.geometry.notna() & ~rows.geometry.is_empty]
+    published = sorted(map(str, rows["scene_id"]))
+    rows = rows.set_index("scene_id", drop=False)
+    if scene_id not in rows.index:
+        return {}, published
+    if other is None:
+        footprints = np.asarray(rows.geometry.values, dtype=object)
+        wanted = shapely.area(shapely.intersection(footprints, rows.geometry[scene_id])) > 0
+        rows = rows[wanted | (rows.index == scene_id)]
+    else:
+        rows = rows[rows.index.isin([scene_id, other])]
     out = {}
-    for row in rows[rows["status"] == "ok"].itertuples():
-        if row.geometry is None or row.geometry.is_empty:
-            continue
+    for row in rows.itertuples(index=False):
         mask = gpkg.parent / f"{row.scene_id}_mask.tif"
-        out[str(row.scene_id)] = Acquisition(str(row.scene_id), scene_time(row.path, row.processed_at), row.geometry,
-                                        mask if mask.exists() else None)
-    return out
+        out[str(row.scene_id)] = Acquisition(str(row.scene_id), scene_time(row.path, row.processed_at),
+                                             row.geometry, mask if mask.exists() else None)
+    return out, published
 
 
 def _layer_crs(gpkg: Path) -> CRS:
@@ -714,11 +727,11 @@ def update_changes(
     path = Path(gpkg_path)
     if not path.exists():
         raise OutputError(f"{path}: no GeoPackage here; segment the scenes into this directory first")
-    scenes = _scenes(path)
+    scenes, published = _scenes(path, scene_id, other)
     missing = [s for s in (scene_id, other) if s is not None and s not in scenes]
     if missing:
         raise OutputError(f"{path}: no successfully published scene {missing[0]!r} (published: "
-                          f"{', '.join(sorted(scenes)) or 'none'}); pass a scene id of its scenes layer")
+                          f"{', '.join(published) or 'none'}); pass a scene id of its scenes layer")
     if other is not None:
         if other == scene_id:
             raise ConfigError(f"compare two different scenes, got {scene_id!r} twice")
