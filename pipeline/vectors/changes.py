@@ -3,8 +3,10 @@
 Two scenes published to the same GeoPackage are compared where both hold valid pixels: the intersection
 of the valid areas of their masks (``<scene>_mask.tif`` beside the GeoPackage: every pixel but the nodata
 class 255), derived per chunk, so a scene's nodata corners and stripes are never taken for demolished
-or new buildings. Where a mask is gone, the scene's footprint from the ``scenes`` layer stands in (the
-pair's ``valid_area`` says which).
+or new buildings. The masks already record the valid pixels, so nothing more is stored at publishing
+(a valid-area polygon there would be another pass over the whole scene, and a change to every
+GeoPackage); where a mask is gone, the scene's footprint from the ``scenes`` layer stands in (the pair's
+``valid_area`` says which).
 
 * **new**: a later building that matches no earlier one; **removed**: an earlier building that matches
   no later one; **changed**: a matched pair whose areas differ by at least ``min_change_m2`` *and*
