@@ -112,6 +112,9 @@ TileOpt = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pix
 OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Tile overlap in pixels [default: the model's].")]
 BlockOpt = Annotated[int, typer.Option("--block-size", help="Block side in pixels (memory and scheduling unit).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+ChangesOpt = Annotated[bool, typer.Option(
+    help="Compare each published scene with the overlapping scenes published before and after it (layer "
+         "building_changes).")]
 BatchOpt = Annotated[
     int | None, typer.Option("--batch-size", help="Tiles per forward pass [default: 1 on the CPU, 4 on CUDA].")
 ]
@@ -155,6 +158,7 @@ def segment(
         Optional[int], typer.Option(help="Vector chunk processes at once [default: 1 when the CPU runs the "
                                          "model, the cores the local GPUs leave, at most 8].")
     ] = None,
+    changes: ChangesOpt = DEFAULTS["changes"],
     debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
 ) -> None:
     """Segment scenes into a mask COG each and building/road layers in OUT/sceneseg.gpkg."""
@@ -166,7 +170,7 @@ def segment(
         precision=precision, max_in_flight=max_in_flight, torch_threads=torch_threads,
         dask_address=dask_address, output_crs=output_crs, write_confidence=write_confidence, compile=compile, tta=tta,
         overwrite=overwrite, rescale=rescale, min_building_area_m2=min_building_area_m2, seed_confidence=seed_confidence,
-        min_seed_m2=min_seed_m2, vector_processes=vector_processes,
+        min_seed_m2=min_seed_m2, vector_processes=vector_processes, changes=changes,
     )
     _quiet_libraries(debug)
     try:  # what is wrong for every scene (model, device, output CRS, --out) stops the command before any output
@@ -204,14 +208,25 @@ def segment(
 
 def _print_results(results: list[dict]) -> None:
     table = Table(title="sceneseg")
-    for col in ("scene", "buildings", "roads", "centerlines", "blocks", "seconds", "mask"):
+    for col in ("scene", "buildings", "roads", "centerlines", "blocks", "seconds", "mask", "changes"):
         table.add_column(col)
     for r in results:
         c = r["counts"]
         table.add_row(escape(r["scene_id"]), str(c.get("buildings", 0)), str(c.get("roads", 0)),
                       str(c.get("road_centerlines", 0)), str(r["blocks"]), f"{r['seconds']['total']:.1f}",
-                      escape(str(r["mask"])))
+                      escape(str(r["mask"])), escape(_changes_cell(r.get("changes"))))
     console.print(table)
+
+
+def _changes_cell(changes: dict | None) -> str:
+    """A run's building changes in a table cell: counts, or why there are none."""
+    if changes is None:
+        return "off"
+    if changes["error"]:
+        return f"failed: {changes['error']}"
+    if not changes["pairs"]:
+        return "no overlapping scene"
+    return f"{changes['new']} new, {changes['removed']} removed, {changes['changed']} changed"
 
 
 @app.command()
@@ -245,6 +260,29 @@ def demo(
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(f"Open {summary['mask']} and {summary['gpkg']} in QGIS over {scene.path}.")
+
+
+@app.command()
+def changes(
+    scene_a: Annotated[str, typer.Argument(help="Scene id published in OUT/sceneseg.gpkg.")],
+    scene_b: Annotated[str, typer.Argument(help="Another scene id published there.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory holding sceneseg.gpkg.")],
+    debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
+) -> None:
+    """Compare two published scenes' buildings and roads into the building_changes layer; print the summary as JSON.
+
+    The earlier of the two (by acquisition time, else file time) is compared with the later one where both
+    have valid pixels; the pair's earlier rows are replaced.
+    """
+    from pipeline.stages import GPKG_NAME
+    from pipeline.vectors.changes import update_changes
+
+    try:
+        pairs = update_changes(out / GPKG_NAME, scene_a, scene_b)
+    except SceneSegError as exc:
+        raise _fail(exc, debug=debug) from exc
+    json.dump(pairs, sys.stdout, indent=2)
+    sys.stdout.write("\n")
 
 
 @app.command()
@@ -323,6 +361,7 @@ def nightly(
     pattern: Annotated[str, typer.Option(help="File name pattern of scenes in an inbox directory.")] = "*.tif",
     output_crs: Annotated[Optional[str], typer.Option(help="CRS of the vector layers [default: the scene's].")] = None,
     retry_delay: Annotated[float, typer.Option(help="Seconds before a scene is retried after an I/O error.")] = 30.0,
+    changes: ChangesOpt = DEFAULTS["changes"],
     debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
 ) -> None:
     """Run the nightly flow once: segment the inbox's new scenes, skip published ones, record failures.
@@ -341,16 +380,16 @@ def nightly(
         rows = nightly_flow(
             inbox=inbox, out_dir=out, model=model, dask_address=dask_address,
             max_concurrent_scenes=max_concurrent_scenes, pattern=pattern, output_crs=output_crs,
-            retry_delay_seconds=retry_delay,
+            retry_delay_seconds=retry_delay, changes=changes,
         )
     except SceneSegError as exc:
         raise _fail(exc, debug=debug) from exc
     table = Table(title=f"sceneseg nightly: {inbox}")
-    for col in ("scene", "status", "buildings", "roads", "seconds", "error"):
+    columns = ("scene", "status", "buildings", "roads", "new", "removed", "changed", "seconds", "error")
+    for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in ("scene", "status", "buildings", "roads",
-                                                                         "seconds", "error")))
+        table.add_row(*("" if row.get(c) is None else str(row[c]) for c in columns))
     console.print(table)
     failed = [row["scene"] for row in rows if row["status"] == "failed"]
     if failed:

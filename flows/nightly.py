@@ -87,8 +87,15 @@ def _failed_record(scene: InboxScene, checksum: str, model: str, run_id: str, er
 
 
 def _row(scene: InboxScene, status: str, **values: Any) -> dict[str, Any]:
-    return {"scene": scene.scene_id, "status": status, "buildings": None, "roads": None, "seconds": 0.0,
-            "error": None} | values
+    return {"scene": scene.scene_id, "status": status, "buildings": None, "roads": None, "new": None,
+            "removed": None, "changed": None, "seconds": 0.0, "error": None} | values
+
+
+def _change_counts(changes: dict | None) -> dict[str, Any]:
+    """The summary's building changes of a published scene (None: not compared, or the comparison failed)."""
+    if changes is None or changes["error"]:
+        return {}
+    return {k: changes[k] for k in ("new", "removed", "changed")}
 
 
 @flow(name="segment-batch", log_prints=True)
@@ -107,7 +114,7 @@ def segment_batch(
         try:
             result = publish_segmented(future.result(), checksum=checksums[scene.scene_id])
             rows.append(_row(scene, "published", buildings=result.counts["buildings"], roads=result.counts["roads"],
-                             seconds=round(result.seconds["total"], 2)))
+                             seconds=round(result.seconds["total"], 2), **_change_counts(result.changes)))
         except Exception as exc:  # one bad scene never stops the others: record it and go on
             failures.append(_failed_record(scene, checksums[scene.scene_id], model_id, run_id, exc))
             rows.append(_row(scene, "failed", error=f"{type(exc).__name__}: {exc}"))
@@ -127,10 +134,14 @@ def nightly(
     gpu_limit: str | None = "sceneseg-gpu",
     output_crs: str | None = None,
     retry_delay_seconds: float = 30.0,
+    changes: bool = True,
 ) -> list[dict[str, Any]]:
-    """Segment the inbox's new scenes and publish them to ``out_dir/sceneseg.gpkg``."""
+    """Segment the inbox's new scenes and publish them to ``out_dir/sceneseg.gpkg``; with ``changes``, each
+    published scene's building changes against the overlapping scenes are in the summary's new, removed and
+    changed columns."""
     run_id = uuid.uuid4().hex[:12]
-    config = SegmentConfig(model=model, dask_address=dask_address, output_crs=output_crs, overwrite=True)
+    config = SegmentConfig(model=model, dask_address=dask_address, output_crs=output_crs, overwrite=True,
+                           changes=changes)
     model_id = load_checkpoint(find_checkpoint(model)).checkpoint_id
     gpkg = Path(out_dir) / GPKG_NAME
     check_gpkg(gpkg)  # a damaged or foreign GeoPackage stops the night before any scene runs

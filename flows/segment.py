@@ -49,6 +49,7 @@ infer_blocks = _stage(stages.infer_blocks, "infer", retries=1)
 publish_masks = _stage(stages.publish_masks, "publish-masks")
 vectorize = _stage(stages.vectorize, "vectorize")
 publish_vectors = _stage(stages.publish_vectors, "publish-vectors", retries=2)
+detect_changes = _stage(stages.detect_changes, "changes")
 catalog = _stage(outputs.catalog_scene, "catalog")
 finish = _stage(stages.finish, "finish")
 
@@ -126,14 +127,16 @@ def segment_until_publish(
 
 
 def publish_segmented(done: Segmented, checksum: str | None = None) -> stages.SegmentResult:
-    """publish-vectors, catalog (quick-look and STAC item) and finish as tasks (one writer of the GeoPackage
-    at a time); the quick-look also becomes a markdown artifact of the run."""
+    """publish-vectors, changes, catalog (quick-look and STAC item) and finish as tasks (one writer of the
+    GeoPackage at a time); the quick-look also becomes a markdown artifact of the run."""
     with done.timer("publish-vectors"):
         counts = publish_vectors(done.job, done.layers, checksum)
+    with done.timer("changes"):
+        changes = detect_changes(done.job)
     with done.timer("catalog"):
-        entry = catalog(done.job, counts)
+        entry = catalog(done.job, counts, changes)
     preview_artifact(done.job.scene.scene_id, entry, counts)
-    return finish(done.job, done.store, done.stream, done.masks, counts, done.timer.seconds)
+    return finish(done.job, done.store, done.stream, done.masks, counts, done.timer.seconds, changes)
 
 
 @flow(name="segment-scene", log_prints=True)

@@ -65,6 +65,10 @@ class SegmentConfig(BaseModel):
         "cores the GPUs leave, at most 8, when this machine's GPUs run it).",
     )
     overwrite: bool = Field(False, description="Replace existing outputs of the same scene.")
+    changes: bool = Field(
+        True, description="Compare the scene's buildings and roads with the overlapping scenes published before and "
+        "after it into the building_changes layer (--no-changes: off).",
+    )
     rescale: bool = Field(
         False, description="Map a scene whose values do not fit the model's input range linearly onto that range."
     )

@@ -1,6 +1,6 @@
 """The stages of segmenting one scene, as plain functions with narrow inputs.
 
-    prepare ─► infer_blocks ─► publish_masks ─► vectorize ─► publish_vectors ─► finish
+    prepare ─► infer_blocks ─► publish_masks ─► vectorize ─► publish_vectors ─► detect_changes ─► finish
                   └── vector chunks (the scene's ChunkStream) ──┘
 
 The flows (``flows/segment.py``, ``flows/nightly.py``) call the stages as Prefect tasks in this order;
@@ -65,6 +65,7 @@ from pipeline.raster.scene import (
 )
 from pipeline.raster.write import WorkingStore, publish_raster, remove_orphans
 from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
+from pipeline.vectors.changes import change_report
 from pipeline.vectors.gpkg import GPKG_NAME, SceneRecord, publish_scene, published_status
 from pipeline.vectors.instances import fold_lut
 from pipeline.vectors.layers import VectorLayers
@@ -82,6 +83,7 @@ __all__ = [
     "publish_masks",
     "vectorize",
     "publish_vectors",
+    "detect_changes",
     "finish",
     "MaskOutputs",
     "vector_stream",
@@ -179,6 +181,8 @@ class SegmentResult:
     #: unless blocks ran on different kinds of worker; empty when every block was resumed).
     forward_threads: list[int] = field(default_factory=list)
     forward_batch_sizes: list[int] = field(default_factory=list)
+    #: The building and road changes against the overlapping scenes (:func:`detect_changes`); None: not compared.
+    changes: dict | None = None
 
     def summary(self) -> dict:
         return {
@@ -196,6 +200,7 @@ class SegmentResult:
             "forward_threads": self.forward_threads,
             "forward_batch_sizes": self.forward_batch_sizes,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "changes": self.changes,
         }
 
 
@@ -501,9 +506,19 @@ def publish_vectors(job: SceneJob, layers: VectorLayers, checksum: str | None = 
     return publish_scene(job.gpkg_path, layers, scene_record(job, layers.counts(), checksum), crs=job.config.output_crs)
 
 
+def detect_changes(job: SceneJob) -> dict | None:
+    """Recompute the building changes between the published scene and the overlapping scenes published just
+    before and after it in time (``pipeline.vectors.changes``); None with ``--no-changes``.
+
+    The scene is published whatever happens here: a comparison that fails says why in the report's ``error``
+    and leaves the ``building_changes`` layer as it was.
+    """
+    return change_report(job.gpkg_path, job.scene.scene_id) if job.config.changes else None
+
+
 def finish(
     job: SceneJob, store: WorkingStore, stream: ChunkStream, masks: MaskOutputs, counts: dict[str, int],
-    seconds: dict[str, float],
+    seconds: dict[str, float], changes: dict | None = None,
 ) -> SegmentResult:
     """Save the run's settings and summary beside the outputs, remove the working directory, say what was done."""
     result = SegmentResult(
@@ -512,7 +527,7 @@ def finish(
         tile_overhead=job.plan.tile_overhead, resumed_blocks=store.resumed_blocks,
         seconds=seconds | {"total": sum(seconds.values())}, vector_chunks=len(stream.chunks),
         vector_chunks_during_inference=stream.started_before_last_region, forward_threads=store.forward_threads,
-        forward_batch_sizes=store.forward_batch_sizes,
+        forward_batch_sizes=store.forward_batch_sizes, changes=changes,
     )
     device = resolve_device(job.config.device)
     dtype, why = choose_precision(device, job.config.precision)
@@ -576,6 +591,8 @@ def segment_scene(
             layers = vectorize(job, store, stream)
     with timer("publish-vectors"):
         counts = publish_vectors(job, layers)
+    with timer("changes"):
+        changes = detect_changes(job)
     with timer("catalog"):
-        catalog_scene(job, counts)
-    return finish(job, store, stream, masks, counts, timer.seconds)
+        catalog_scene(job, counts, changes)
+    return finish(job, store, stream, masks, counts, timer.seconds, changes)

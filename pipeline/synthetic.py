@@ -35,7 +35,7 @@ import rasterio.transform
 import shapely
 import shapely.affinity
 from rasterio.crs import CRS
-from rasterio.features import rasterize
+from rasterio.features import geometry_mask, rasterize
 from rasterio.windows import Window
 from scipy.ndimage import gaussian_filter
 
@@ -44,7 +44,9 @@ from pipeline.grid import Region, Shape2d
 
 __all__ = [
     "SyntheticScene",
+    "ChangedScene",
     "write_synthetic_scene",
+    "write_changed_scene",
 ]
 
 _CELL_M = 96.0  # coarse grid for buildings and trees
@@ -644,3 +646,85 @@ def write_synthetic_scene(
     scene_box = shapely.box(*rasterio.transform.array_bounds(rows, cols, transform))
     _write_truth(_truth_frames(layout, scene_box, crs_obj.to_string()), truth)
     return SyntheticScene(path, truth, shape, crs_obj.to_string(), transform, seed)
+
+
+@dataclass(frozen=True)
+class ChangedScene:
+    """A later acquisition of a synthetic scene: its path, and the true footprints removed and added."""
+
+    path: Path
+    removed: list[shapely.Geometry]
+    added: list[shapely.Geometry]
+
+
+def write_changed_scene(
+    scene: str | Path, path: str | Path, *, remove: int, add: int, truth_path: str | Path | None = None
+) -> ChangedScene:
+    """Write a copy of a synthetic scene in which ``remove`` buildings are gone and ``add`` are new.
+
+    A removed building (and its shadow: the patch reaches 7 m round it) is painted over with the pixels of
+    a free spot of the same scene; a new one is a building copied, shadow and all, onto a free spot. Only
+    buildings with no other building within 7 m are used, and free spots keep 8 m from every building and
+    3 m from every road, so that each edit is one building. The pixels are edited, not re-rendered: the
+    change a model must see is the one a real later acquisition shows.
+
+    Args:
+        scene: A GeoTIFF written by :func:`write_synthetic_scene`.
+        path: The changed copy to write (same grid and profile).
+        remove: Buildings to paint over.
+        add: Buildings to add.
+        truth_path: The scene's ground truth (default: ``scene`` with suffix ``.gpkg``).
+
+    Raises:
+        ConfigError: the scene has too few isolated buildings or too little free ground for the edits.
+    """
+    scene, path = Path(scene), Path(path)
+    truth_file = Path(truth_path) if truth_path is not None else scene.with_suffix(".gpkg")
+    truth = np.asarray(pyogrio.read_dataframe(truth_file, layer="buildings").geometry.values, dtype=object)
+    roads = shapely.union_all(pyogrio.read_dataframe(truth_file, layer="roads").geometry.values)
+    with rasterio.open(scene) as ds:
+        profile, img, transform = ds.profile, ds.read(), ds.transform
+        inner = shapely.buffer(shapely.box(*ds.bounds), -10.0)
+    patches = shapely.buffer(truth, 7.0)  # a shadow is at most 0.7 x 9 m long
+    isolated = [i for i in range(truth.size) if shapely.within(patches[i], inner)
+                and not shapely.intersects(patches[i], np.delete(truth, i)).any()]
+    if len(isolated) < remove + add:
+        raise ConfigError(f"{scene}: {len(isolated)} isolated buildings, {remove + add} edits asked for: "
+                          "use a larger scene or another seed")
+    taken = [shapely.union_all(shapely.buffer(truth, 8.0)), shapely.buffer(roads, 3.0)]
+
+    def free_spot(patch: shapely.Geometry) -> tuple[float, float]:
+        """The first offset (4 m steps, row by row) that puts ``patch`` on free ground; the spot is then taken."""
+        cx, cy = patch.centroid.x, patch.centroid.y
+        x0, y0, x1, y1 = inner.bounds
+        for y in np.arange(y1, y0, -4.0):
+            for x in np.arange(x0, x1, 4.0):
+                moved = shapely.affinity.translate(patch, x - cx, y - cy)
+                if moved.within(inner) and not any(moved.intersects(t) for t in taken):
+                    taken.append(shapely.buffer(moved, 4.0))
+                    return x - cx, y - cy
+        raise ConfigError(f"{scene}: no free ground left for the edits: use a larger scene or fewer edits")
+
+    def copy(source: shapely.Geometry, target: shapely.Geometry) -> None:
+        """The pixels under ``source`` onto ``target`` (the same shape, moved by whole pixels)."""
+        rows, cols = np.nonzero(geometry_mask([target], img.shape[1:], transform, invert=True))
+        dx, dy = target.centroid.x - source.centroid.x, target.centroid.y - source.centroid.y
+        img[:, rows, cols] = img[:, rows + round(dy / transform.a), cols - round(dx / transform.a)]
+
+    removed, added = [truth[i] for i in isolated[:remove]], []
+    for i in isolated[:remove]:
+        dx, dy = free_spot(patches[i])
+        copy(shapely.affinity.translate(patches[i], dx, dy), patches[i])  # ground over the building
+    for i in isolated[remove:remove + add]:
+        dx, dy = free_spot(patches[i])
+        copy(patches[i], shapely.affinity.translate(patches[i], dx, dy))
+        added.append(shapely.affinity.translate(truth[i], dx, dy))
+    tmp = path.with_name(f".{path.name}.tmp.tif")
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(img)
+        os.replace(tmp, path)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    return ChangedScene(path, removed, added)

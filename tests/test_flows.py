@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pyogrio
 import pytest
 from typer.testing import CliRunner
 
@@ -43,8 +44,12 @@ def test_nightly_publishes_new_scenes_skips_published_ones_and_records_failures(
     (inbox / "corrupt.tif").write_bytes(b"II*\x00 truncated tiff")
     run = dict(inbox=str(inbox), out_dir=str(out), model=str(tiny_checkpoint), retry_delay_seconds=0)
 
-    first = _statuses(nightly(**run))
+    rows = nightly(**run)
+    first = _statuses(rows)
     assert first == {"scene0": "published", "scene1": "published", "scene2": "published", "corrupt": "failed"}
+    # The scenes cover the same ground: each is compared with the others published, and the summary counts it.
+    assert all(isinstance(r[k], int) for r in rows if r["status"] == "published" for k in ("new", "removed"))
+    assert "building_changes" in {name for name, _ in pyogrio.list_layers(out / "sceneseg.gpkg")}
     scenes = read_scenes(out / "sceneseg.gpkg").set_index("scene_id")
     assert scenes.loc["corrupt", "status"] == "failed" and "corrupt.tif" in scenes.loc["corrupt", "error"]
     counts = {layer: len(read_features(out / "sceneseg.gpkg", layer)[0]) for layer in ("buildings", "roads")}

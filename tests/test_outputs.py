@@ -21,7 +21,8 @@ from shapely.geometry import box, shape
 from pipeline.config import SegmentConfig
 from pipeline.grid import GeoGrid, Shape2d
 from pipeline.outputs import update_catalog, validate_offline
-from pipeline.outputs.stac import ItemAssets, acquisition_time, scene_item
+from pipeline.metadata import acquisition_time
+from pipeline.outputs.stac import ItemAssets, scene_item
 from pipeline.outputs.preview import MAX_SIDE, OUTLINE_COLORS, preview_shape
 from pipeline.stages import segment_scene
 from pipeline.synthetic import write_synthetic_scene

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.grid import GeoGrid
+from pipeline.metadata import acquisition_time
 from pipeline.outputs.preview import Preview, render_preview, write_preview
 from pipeline.outputs.stac import (
     ItemAssets,
-    acquisition_time,
     scene_item,
     update_catalog,
     validate_offline,
@@ -84,8 +84,9 @@ def item_path(out_dir: str | Path, scene_id: str) -> Path:
     return Path(out_dir) / f"{scene_id}_item.json"
 
 
-def catalog_scene(job: PublishedScene, counts: dict[str, int]) -> CatalogEntry:
-    """Write the scene's quick-look and its STAC item (the run JSON it lists is written by ``finish``)."""
+def catalog_scene(job: PublishedScene, counts: dict[str, int], changes: dict | None = None) -> CatalogEntry:
+    """Write the scene's quick-look and its STAC item (the run JSON it lists is written by ``finish``);
+    ``changes`` (``pipeline.stages.detect_changes``) become the item's ``sceneseg:changes``."""
     scene_id = job.scene.scene_id
     preview = render_preview(job.scene.path, job.mask_path, job.mask_classes)
     png = write_preview(preview, preview_path(job.out_dir, scene_id))
@@ -95,6 +96,7 @@ def catalog_scene(job: PublishedScene, counts: dict[str, int]) -> CatalogEntry:
     item = scene_item(
         scene_id, job.scene.grid, assets, classes=job.mask_classes, nodata=NODATA_CLASS, created_at=job.created_at,
         model=job.checkpoint_id, run_id=job.run_id, counts=counts, acquisition=acquisition_time(job.scene.path),
+        changes=changes,
     )
     return CatalogEntry(preview, png, write_item(item, item_path(job.out_dir, scene_id)))
 

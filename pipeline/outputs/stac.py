@@ -20,16 +20,14 @@ classes, which check their types.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pystac
-import rasterio
 import shapely
 from pyproj import CRS, Transformer
 from pystac.errors import STACError
@@ -42,15 +40,14 @@ from shapely.geometry import MultiPolygon, Polygon, box, mapping
 from shapely.geometry.polygon import orient
 
 from pipeline.grid import GeoGrid
+from pipeline.metadata import Acquisition, acquisition_time
 from pipeline.raster.style import class_color
 
 __all__ = [
     "CATALOG_NAME",
     "GPKG_MEDIA_TYPE",
     "QML_MEDIA_TYPE",
-    "Acquisition",
     "ItemAssets",
-    "acquisition_time",
     "scene_item",
     "write_item",
     "update_catalog",
@@ -75,48 +72,6 @@ class ItemAssets:
     run: Path
     #: The mask's QGIS default style (``<scene>_mask.qml``), when it has one.
     style: Path | None = None
-
-
-@dataclass(frozen=True)
-class Acquisition:
-    """When a scene was acquired, and the metadata item that says so."""
-
-    time: datetime
-    source: str
-
-
-# Metadata items that hold an acquisition time, most specific first (compared case-insensitively):
-# GDAL's IMAGERY domain (filled from satellite metadata files), common keys of the default domain, and
-# the TIFF DateTime tag, which drone and camera software set to the capture time.
-_TIME_KEYS = (
-    "ACQUISITIONDATETIME", "ACQUISITION_DATETIME", "ACQUISITION_DATE", "ACQUISITIONDATE", "ACQUISITION_TIME",
-    "DATE_ACQUIRED", "DATETIME", "TIFFTAG_DATETIME",
-)  # fmt: skip
-_TIFF_TIME = re.compile(r"(\d{4}):(\d{2}):(\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)")
-
-
-def _parse_time(text: str) -> datetime | None:
-    """An ISO 8601 or TIFF ("YYYY:MM:DD HH:MM:SS") time; a time without zone is taken as UTC."""
-    text = text.strip()
-    if match := _TIFF_TIME.fullmatch(text):
-        text = f"{match[1]}-{match[2]}-{match[3]}T{match[4]}"
-    try:
-        time = datetime.fromisoformat(text)
-    except ValueError:
-        return None  # "0000:00:00 00:00:00", free text: not a time
-    return time if time.tzinfo else time.replace(tzinfo=UTC)
-
-
-def acquisition_time(scene: str | os.PathLike[str]) -> Acquisition | None:
-    """The acquisition time in a scene's metadata (None when it has none that parses as a time)."""
-    with rasterio.open(scene) as src:
-        domains = [("IMAGERY", src.tags(ns="IMAGERY")), ("", src.tags())]
-    found = {key.upper(): (domain, key, value) for domain, tags in domains for key, value in tags.items()}
-    for key in _TIME_KEYS:
-        if key in found and (time := _parse_time(found[key][2])) is not None:
-            domain, name, _ = found[key]
-            return Acquisition(time, f"{domain}:{name}" if domain else name)
-    return None
 
 
 def _lonlat_ring(grid: GeoGrid) -> np.ndarray:
@@ -173,11 +128,13 @@ def scene_item(
     run_id: str,
     counts: dict[str, int] | None = None,
     acquisition: Acquisition | None = None,
+    changes: dict | None = None,
 ) -> pystac.Item:
     """The STAC Item of a published scene; asset hrefs are absolute until :func:`write_item` relates them.
 
     ``acquisition`` (see :func:`acquisition_time`) is the item's ``datetime``; without one the datetime is
     null and the processing time ``created_at`` is its ``start_datetime`` and ``end_datetime``.
+    ``changes`` (the building and road changes against overlapping scenes) become ``sceneseg:changes``.
     """
     footprint, bbox = _footprint_wgs84(grid)
     created = datetime.fromisoformat(created_at)
@@ -189,6 +146,8 @@ def scene_item(
         datetime=acquisition.time if acquisition else None, properties=properties,
         start_datetime=None if acquisition else created, end_datetime=None if acquisition else created,
     )
+    if changes is not None:
+        item.properties["sceneseg:changes"] = changes
     crs = CRS.from_user_input(grid.crs)
     epsg = crs.to_epsg()
     proj = ProjectionExtension.ext(item, add_if_missing=True)

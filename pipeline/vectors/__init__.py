@@ -4,6 +4,7 @@ Pure geometry: ``polygonize`` (chunks polygonized in pixel space and stitched ex
 (footprint clean-up and regularization on the ground), ``centerlines`` (road skeletons). Per scene:
 ``assemble`` (a scene's chunk work and its finish into layers) and ``stream`` (the scheduler that runs chunk
 work while inference still writes the mask). ``layers`` is the one layer schema; ``gpkg`` writes it.
+``changes`` compares two published scenes into the ``building_changes`` layer.
 """
 
 from pipeline.vectors.assemble import ChunkVectors, SceneVectorizer, VectorSettings, vectorize_scene

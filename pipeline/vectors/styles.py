@@ -4,7 +4,9 @@ QGIS looks up a layer's default style in the GeoPackage table ``layer_styles`` (
 with its own columns) and otherwise draws every layer in a random colour. The QML and SLD of each layer
 are in ``pipeline/vectors/qgis/`` exactly as QGIS 3.22 wrote them (``pipeline/vectors/qgis/qgis_styles.py`` made them
 with PyQGIS and can remake them): buildings outlined and filled by ``score``, roads as a translucent fill,
-centerlines as a line, scene footprints as a dashed outline.
+centerlines as a line, scene footprints as a dashed outline, building changes by kind (new green, removed
+red, changed amber; ``building_changes.qml`` follows QGIS 3.22's categorized renderer, written from the
+others' template: no PyQGIS at hand).
 
 The table, its registration in ``gpkg_contents`` and OGR's feature count for it are created as QGIS
 (through OGR) creates them. A layer gets its row once, when it has none: a style a user saved later
@@ -23,7 +25,7 @@ from importlib.resources import files
 __all__ = ["STYLED_LAYERS", "LAYER_STYLES_COLUMNS", "default_style", "write_default_styles"]
 
 #: The layers that have a default style (files ``qgis/<layer>.qml`` and ``.sld``).
-STYLED_LAYERS = ("buildings", "roads", "road_centerlines", "scenes")
+STYLED_LAYERS = ("buildings", "roads", "road_centerlines", "scenes", "building_changes")
 
 #: The columns of QGIS's layer_styles table, in its order.
 LAYER_STYLES_COLUMNS = (

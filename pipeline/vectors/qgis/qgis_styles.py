@@ -23,9 +23,11 @@ from pathlib import Path
 
 from qgis.core import (
     QgsApplication,
+    QgsCategorizedSymbolRenderer,
     QgsFillSymbol,
     QgsGraduatedSymbolRenderer,
     QgsLineSymbol,
+    QgsRendererCategory,
     QgsRendererRange,
     QgsSingleSymbolRenderer,
     QgsVectorLayer,
@@ -33,7 +35,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 STYLES = Path(__file__).resolve().parent  # the QML and SLD files sit beside this script
-LAYERS = ("buildings", "roads", "road_centerlines", "scenes")
+LAYERS = ("buildings", "roads", "road_centerlines", "scenes", "building_changes")
 
 #: Buildings: filled by score (the mean blended probability inside the polygon), one outline colour.
 SCORE_RANGES = [
@@ -43,6 +45,9 @@ SCORE_RANGES = [
     (0.8, 0.9, "240,59,32,170", "0.80 - 0.90"),
     (0.9, 1.0, "189,0,38,170", "0.90 - 1.00 (confident)"),
 ]
+#: Building changes: filled and outlined by kind.
+CHANGE_COLORS = [("new", "51,160,44", "new building"), ("removed", "227,26,28", "removed building"),
+                 ("changed", "255,176,0", "changed footprint")]
 BUILDING_OUTLINE = {"outline_color": "122,1,28,255", "outline_width": "0.4", "outline_width_unit": "MM"}
 
 
@@ -55,6 +60,13 @@ def _renderer(layer: str):
         renderer = QgsGraduatedSymbolRenderer("score", ranges)
         renderer.setSourceSymbol(QgsFillSymbol.createSimple({"color": SCORE_RANGES[-1][2], **BUILDING_OUTLINE}))
         return renderer
+    if layer == "building_changes":
+        categories = [
+            QgsRendererCategory(value, QgsFillSymbol.createSimple(
+                {"color": f"{rgb},120", "outline_color": f"{rgb},255", "outline_width": "0.6"}), label)
+            for value, rgb, label in CHANGE_COLORS
+        ]
+        return QgsCategorizedSymbolRenderer("change", categories)
     if layer == "roads":
         return QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
             {"color": "255,215,0,110", "outline_color": "178,140,0,255", "outline_width": "0.26"}))
@@ -73,8 +85,18 @@ def _open(gpkg: Path, layer: str) -> QgsVectorLayer:
     return vl
 
 
+def _present(gpkg: Path) -> list[str]:
+    """The styled layers the GeoPackage holds (building_changes appears with the first pair of scenes)."""
+    con = sqlite3.connect(gpkg)
+    try:
+        tables = {row[0] for row in con.execute("SELECT table_name FROM gpkg_contents")}
+    finally:
+        con.close()
+    return [layer for layer in LAYERS if layer in tables]
+
+
 def generate(gpkg: Path) -> None:
-    for layer in LAYERS:
+    for layer in _present(gpkg):
         vl = _open(gpkg, layer)
         vl.setRenderer(_renderer(layer))
         error = vl.saveStyleToDatabase(layer, f"sceneseg default style of {layer}", True, "")
@@ -91,14 +113,16 @@ def generate(gpkg: Path) -> None:
 
 def check(gpkg: Path) -> None:
     report = {}
-    for layer in LAYERS:
+    for layer in _present(gpkg):
         vl = _open(gpkg, layer)
         message, found = vl.loadDefaultStyle()
         renderer = vl.renderer()
         report[layer] = {"default_style_found": bool(found), "message": message, "renderer": renderer.type(),
                          "attribute": getattr(renderer, "classAttribute", lambda: None)(),
                          "classes": len(renderer.ranges()) if hasattr(renderer, "ranges") else None,
-                         "datetime_fields": [f.name() for f in vl.fields() if f.type() == QVariant.DateTime]}
+                         "datetime_fields": [f.name() for f in vl.fields() if f.type() == QVariant.DateTime],
+                         "categories": [c.value() for c in renderer.categories()] if hasattr(renderer, "categories")
+                         else None}
     print(json.dumps(report, indent=2))
 
 
