@@ -40,7 +40,7 @@ from shapely.geometry import MultiPolygon, Polygon, box, mapping
 from shapely.geometry.polygon import orient
 
 from pipeline.grid import GeoGrid
-from pipeline.metadata import Acquisition, acquisition_time
+from pipeline.metadata import Acquisition
 from pipeline.raster.style import class_color
 
 __all__ = [

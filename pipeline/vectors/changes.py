@@ -152,9 +152,9 @@ class SceneTime:
         return self.time.isoformat(timespec="seconds")
 
 
-def scene_time(path: str | os.PathLike[str], processed_at: str) -> SceneTime:
+def scene_time(path: str | os.PathLike[str], processed_at: str | datetime) -> SceneTime:
     """The scene's acquisition time, else its file's modification time, else the time it was processed
-    (``processed_at``: ISO 8601, as the scenes layer holds it)."""
+    (``processed_at``: a DATETIME of the scenes layer, or ISO 8601 text as GeoPackages before it hold)."""
     taken = acquisition_time(path)
     if taken is not None:
         return SceneTime(taken.time.astimezone(UTC), "acquisition")
@@ -162,7 +162,7 @@ def scene_time(path: str | os.PathLike[str], processed_at: str) -> SceneTime:
         return SceneTime(datetime.fromtimestamp(os.stat(path).st_mtime, UTC), "file")
     except OSError:
         pass
-    processed = datetime.fromisoformat(processed_at)
+    processed = processed_at if isinstance(processed_at, datetime) else datetime.fromisoformat(processed_at)
     return SceneTime(processed if processed.tzinfo else processed.replace(tzinfo=UTC), "processing")
 
 
