@@ -118,7 +118,7 @@ def segment_batch(
 def nightly(
     inbox: str,
     out_dir: str,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     dask_address: str | None = None,
     max_concurrent_scenes: int = 2,
     pattern: str = "*.tif",
@@ -126,10 +126,13 @@ def nightly(
     output_crs: str | None = None,
     retry_delay_seconds: float = 30.0,
 ) -> list[dict[str, Any]]:
-    """Segment the inbox's new scenes and publish them to ``out_dir/sceneseg.gpkg``."""
+    """Segment the inbox's new scenes and publish them to ``out_dir/sceneseg.gpkg``.
+
+    ``model`` is a checkpoint path or packaged model name; None runs ``pipeline.config.DEFAULT_MODEL``.
+    """
     run_id = uuid.uuid4().hex[:12]
     config = SegmentConfig(model=model, dask_address=dask_address, output_crs=output_crs, overwrite=True)
-    model_id = load_checkpoint(find_checkpoint(model)).checkpoint_id
+    model_id = load_checkpoint(find_checkpoint(config.model)).checkpoint_id
     gpkg = Path(out_dir) / GPKG_NAME
     scenes = discover_scenes(inbox, pattern)
     published = published_checksums(gpkg)
