@@ -21,6 +21,8 @@ DOCKER = ROOT / "docker"
 DOCKERFILES = {"cpu": DOCKER / "Dockerfile.cpu", "gpu": DOCKER / "Dockerfile.gpu"}
 COMPOSE = DOCKER / "compose.yaml"
 PREFECT_YAML = ROOT / "prefect.yaml"
+#: The compose stack's deployments; prefect.yaml is the workstation's.
+STACK_PREFECT_YAML = DOCKER / "prefect.yaml"
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -57,8 +59,13 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def deployments() -> dict[str, dict]:
-    return {d["name"]: d for d in yaml.safe_load(PREFECT_YAML.read_text())["deployments"]}
+def deployments(path: Path = STACK_PREFECT_YAML) -> dict[str, dict]:
+    return {d["name"]: d for d in yaml.safe_load(path.read_text())["deployments"]}
+
+
+#: Every deployment of both files, as (file, name).
+ALL_DEPLOYMENTS = [(PREFECT_YAML, "nightly-process"), (STACK_PREFECT_YAML, "nightly-process"),
+                   (STACK_PREFECT_YAML, "nightly-docker")]
 
 
 def command_text(service: dict) -> str:
@@ -205,12 +212,12 @@ def test_docker_compose_accepts_the_file():
 # ------------------------------------------------------------------------------------------ prefect.yaml
 
 
-@pytest.mark.parametrize("name", ["nightly-process", "nightly-docker"])
-def test_deployment_runs_nightly_in_berlin_time_and_never_overlaps(name):
+@pytest.mark.parametrize(("path", "name"), ALL_DEPLOYMENTS)
+def test_deployment_runs_nightly_in_berlin_time_and_never_overlaps(path, name):
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.client.schemas.schedules import CronSchedule
 
-    deployment = deployments()[name]
+    deployment = deployments(path)[name]
     (schedule,) = deployment["schedules"]
     cron = CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
     assert (cron.cron, cron.timezone) == ("0 2 * * *", "Europe/Berlin")
@@ -227,9 +234,30 @@ def test_work_pools_and_a_single_active_schedule():
     assert active == ["nightly-process"]
 
 
-@pytest.mark.parametrize("name", ["nightly-process", "nightly-docker"])
-def test_entrypoint_names_a_flow_that_takes_the_deployment_parameters(name):
-    deployment = deployments()[name]
+def test_workstation_deployments_need_only_the_process_pool_and_take_paths_from_the_environment():
+    """`prefect deploy --all` from the repository root registers every deployment of prefect.yaml: none may
+    need the Docker pool, and none may carry the stack's container paths or scheduler."""
+    workstation = deployments(PREFECT_YAML)
+    assert {d["work_pool"]["name"] for d in workstation.values()} == {"sceneseg-process"}
+    for name, deployment in workstation.items():
+        parameters = deployment["parameters"]
+        assert parameters["inbox"] == "{{ $SCENESEG_INBOX }}" and parameters["out_dir"] == "{{ $SCENESEG_OUT }}"
+        assert parameters["dask_address"] is None, f"{name}: a workstation runs a local Dask cluster"
+        assert parameters["model"] == "buildings-banepa"
+        assert "/data/" not in yaml.safe_dump(deployment) and "dask-scheduler" not in yaml.safe_dump(deployment)
+
+
+def test_cpu_image_holds_both_prefect_files_in_its_working_directory():
+    stage = final_stage(DOCKERFILES["cpu"])
+    workdir = [args for op, args in stage if op == "WORKDIR"][-1]
+    copied = {shlex.split(args)[-1]: shlex.split(args)[0] for op, args in stage if op == "COPY" and "--from" not in args}
+    assert copied.get(f"{workdir}/prefect.yaml") == "prefect.yaml"
+    assert copied.get(f"{workdir}/docker/prefect.yaml") == "docker/prefect.yaml"
+
+
+@pytest.mark.parametrize(("path", "name"), ALL_DEPLOYMENTS)
+def test_entrypoint_names_a_flow_that_takes_the_deployment_parameters(path, name):
+    deployment = deployments(path)[name]
     path, function = deployment["entrypoint"].split(":")
     source = ROOT / path
     if not source.exists():
