@@ -10,6 +10,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -323,3 +324,36 @@ def test_healthcheck_cuda_check_agrees_with_torch(monkeypatch):
 
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # what the check sets, undone afterwards
     assert (load_healthcheck().main(["--cuda"]) == 0) == torch.cuda.is_available()
+
+
+# ------------------------------------------------------------------------------------------ build backend
+
+
+def test_build_backend_is_bounded_and_reads_the_license_without_a_warning(tmp_path):
+    """What `pip install -e .` runs, without the network: the installed setuptools, inside the bounds the
+    project asks for, builds the metadata of a copy of the project; it warns of nothing (a license given as
+    a TOML table is deprecated and unsupported from 2027-02-18) and says the license as SPDX."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (backend,) = [Requirement(r) for r in project["build-system"]["requires"] if r.startswith("setuptools")]
+    assert any(spec.operator == "<" for spec in backend.specifier), "the build backend has no upper bound"
+    if version("setuptools") not in backend.specifier:
+        pytest.skip(f"setuptools {version('setuptools')} is outside {backend.specifier}: install one inside")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for package in ("pipeline", "models", "flows"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    code = ("import sys; from setuptools import build_meta; "
+            "print(build_meta.prepare_metadata_for_build_wheel(sys.argv[1]))")
+    (tmp_path / "meta").mkdir()
+    done = subprocess.run([sys.executable, "-W", "always", "-c", code, str(tmp_path / "meta")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Deprecat" not in done.stdout + done.stderr, done.stdout + done.stderr
+    metadata = (tmp_path / "meta" / done.stdout.split()[-1] / "METADATA").read_text()
+    assert "License-Expression: Apache-2.0" in metadata.splitlines(), metadata[:1000]
