@@ -175,11 +175,11 @@ def segment(
                                     "model, the cores the local GPUs leave, at most 8")
     ] = None,
     debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
-    verbose: VerboseOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Segment scenes into a mask COG each and building/road layers in OUT/sceneseg.gpkg."""
-    _library_logs(verbose)
+    # No Prefect here, and the local Dask cluster is silenced below WARNING (pipeline.raster.execute):
+    # there are no library INFO logs to show, so no --verbose either.
     from pipeline.stages import check_options, record_failure, segment_scene
 
     config = _config(
