@@ -1,13 +1,13 @@
 # Every target sets itself up on a fresh machine: a virtual environment in .venv, torch first
-# (the CPU build where no NVIDIA GPU is visible, so pip never pulls gigabytes of CUDA packages),
-# then sceneseg itself in editable mode.
+# (scripts/install_torch.py: the CPU build from PyTorch's CPU index where no NVIDIA GPU is visible, so pip
+# never pulls gigabytes of CUDA packages), then sceneseg itself in editable mode.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sceneseg-installed
 TORCH_VERSION ?= 2.13.0
-# On a GPU machine `make TORCH_INDEX_URL=<the PyTorch CUDA wheel index>` picks the matching CUDA build.
+# `make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130` (or cu126, cpu) picks that build.
 TORCH_INDEX_URL ?=
 DEMO_OUT ?= demo-output
 # The temporary Prefect server's telemetry write can hit "database is locked" on a busy SQLite file.
@@ -17,19 +17,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install_torch.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	@if [ -n "$(TORCH_INDEX_URL)" ]; then \
-		echo "installing torch==$(TORCH_VERSION) from $(TORCH_INDEX_URL)"; \
-		$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" --index-url "$(TORCH_INDEX_URL)"; \
-	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-		echo "NVIDIA GPU found: installing the CUDA build of torch==$(TORCH_VERSION)"; \
-		$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"; \
-	else \
-		echo "no GPU: installing the CPU build of torch==$(TORCH_VERSION)"; \
-		$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"; \
-	fi
+	$(BIN)/python scripts/install_torch.py --version "$(TORCH_VERSION)" --index-url "$(TORCH_INDEX_URL)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 

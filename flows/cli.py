@@ -2,14 +2,19 @@
 
 Every command exits non-zero on failure with a message that names the file or option, what was wrong
 and what to do; ``segment`` goes on with the other scenes when one fails.
+
+On a terminal the summary is a table; piped or redirected (cron, CI) it is one plain line per scene with
+whole names and paths, or JSON with ``--json``. Library INFO logs (Prefect, Dask) are shown with ``--verbose``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,7 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline.config import DEFAULT_MODEL, DEFAULTS, SegmentConfig
+from pipeline.config import DEFAULT_MODEL, DEFAULT_MODEL_REASON, DEFAULTS, DEMO_MODEL, SegmentConfig
 from pipeline.errors import CheckpointError, ConfigError, SceneSegError, scene_failure_message
 
 # Commands import the engine and the flows when they run, not at the top: torch, Dask and Prefect take
@@ -38,6 +43,29 @@ console = Console()
 
 #: Seed of the demo scene: the demo model never saw it in training (its training seeds are below 1000).
 DEMO_SEED = 4242
+#: Why a run uses the model it uses, as the summary and the run JSON say.
+MODEL_GIVEN = "--model given"
+DEMO_MODEL_REASON = "the demo's model, trained on synthetic scenes like the demo's"
+
+
+@app.callback()
+def _no_telemetry() -> None:
+    """No usage reports from this process or the temporary Prefect server it starts: set before Prefect is
+    imported (commands import it when they run), so its settings and the server's process see them. Offline
+    the server's report only fails with "ERROR ... Failed to send telemetry". A value already set is kept."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def _library_logs(verbose: bool) -> None:
+    """Without --verbose, Prefect's and Dask's INFO lines stay off the terminal (Dask logs each worker's start
+    and stop, Prefect each task). Set before either is imported, as both configure logging on import.
+    Prefect's console handler is raised, not its loggers: the run's logs still reach the Prefect API."""
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        # The local cluster's dashboard moves to a free port when another holds 8787: nothing to act on.
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
 
 
 #: The CLI option of each setting whose name differs from the option's.
@@ -86,9 +114,10 @@ def _plain_failures(debug: bool) -> None:
 
 
 def _progress_bar() -> Progress:
+    """Blocks done per scene, on a terminal only: redirected, a bar is a line of box characters in a log."""
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False, disable=not err.is_terminal,
     )
 
 
@@ -107,24 +136,31 @@ def _config(**options) -> SegmentConfig:
         raise typer.Exit(2) from exc
 
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Checkpoint path or packaged model name.")]
-TileOpt = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels [default: the model's].")]
-OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Tile overlap in pixels [default: the model's].")]
+# An option whose default is decided at run time says so with show_default: typer prints it as
+# "[default: ...]", which in the help text itself Rich would read as markup and drop.
+_MODEL_HELP = "Checkpoint path or packaged model name (buildings-banepa, synthetic-demo)."
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help=_MODEL_HELP, show_default=DEFAULT_MODEL)]
+TileOpt = Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels.", show_default="the model's")]
+OverlapOpt = Annotated[Optional[int], typer.Option(
+    "--overlap", help="Tile overlap in pixels.", show_default="twice the model's context margin")]
 BlockOpt = Annotated[int, typer.Option("--block-size", help="Block side in pixels (memory and scheduling unit).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 ChangesOpt = Annotated[bool, typer.Option(
     help="Compare each published scene with the overlapping scenes published before and after it (layer "
          "building_changes).")]
 BatchOpt = Annotated[
-    int | None, typer.Option("--batch-size", help="Tiles per forward pass [default: 1 on the CPU, 4 on CUDA].")
+    int | None, typer.Option("--batch-size", help="Tiles per forward pass.", show_default="1 on the CPU, 4 on CUDA")
 ]
+OutputCrsOpt = Annotated[Optional[str], typer.Option(help="CRS of the vector layers.", show_default="the scene's")]
+VerboseOpt = Annotated[bool, typer.Option(help="Also show the INFO logs of Prefect and Dask.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (nothing else there).")]
 
 
 @app.command()
 def segment(
     scenes: Annotated[list[Path], typer.Argument(help="GeoTIFF scene(s) to segment.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (mask COGs, sceneseg.gpkg).")],
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = None,
     tile: TileOpt = None,
     overlap: OverlapOpt = None,
     block_size: BlockOpt = DEFAULTS["block_size"],
@@ -133,40 +169,45 @@ def segment(
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = DEFAULTS["precision"],
     max_in_flight: Annotated[int, typer.Option(help="Blocks in flight at once (bounds memory).")] = DEFAULTS["max_in_flight"],
     torch_threads: Annotated[
-        Optional[int], typer.Option(help="torch threads per CPU forward [default: cores / blocks in flight].")
+        Optional[int], typer.Option(help="torch threads per CPU forward.", show_default="cores / blocks in flight")
     ] = None,
     dask_address: Annotated[Optional[str], typer.Option(help="tcp://host:8786 of a Dask scheduler.")] = None,
-    output_crs: Annotated[Optional[str], typer.Option(help="CRS of the vector layers [default: the scene's].")] = None,
+    output_crs: OutputCrsOpt = None,
     write_confidence: Annotated[bool, typer.Option(help="Also write a confidence GeoTIFF.")] = False,
     compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
     tta: Annotated[bool, typer.Option(help="Average the eight flips/rotations of each tile (8x the model time).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs of the same scene.")] = False,
     min_building_area_m2: Annotated[
-        Optional[float], typer.Option(help="Drop smaller buildings [default: the model card's, else 4].")
+        Optional[float], typer.Option(help="Drop smaller buildings (m^2).", show_default="the model card's, else 4")
     ] = None,
     seed_confidence: Annotated[
-        Optional[float], typer.Option(help="Instance models: least interior probability of a building seed "
-                                           "[default: the model card's].")
+        Optional[float], typer.Option(help="Instance models: least interior probability of a building seed.",
+                                      show_default="the model card's")
     ] = None,
     min_seed_m2: Annotated[
-        Optional[float], typer.Option(help="Instance models: smallest building seed in m^2 [default: the card's].")
+        Optional[float], typer.Option(help="Instance models: smallest building seed in m^2.",
+                                      show_default="the model card's")
     ] = None,
     rescale: Annotated[
         bool, typer.Option(help="Map scene values that do not fit the model's trained range linearly onto it.")
     ] = False,
     vector_processes: Annotated[
-        Optional[int], typer.Option(help="Vector chunk processes at once [default: 1 when the CPU runs the "
-                                         "model, the cores the local GPUs leave, at most 8].")
+        Optional[int], typer.Option(help="Vector chunk processes at once.", show_default="1 when the CPU runs the "
+                                    "model, the cores the local GPUs leave, at most 8")
     ] = None,
     changes: ChangesOpt = DEFAULTS["changes"],
     debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Segment scenes into a mask COG each and building/road layers in OUT/sceneseg.gpkg."""
+    # No Prefect here, and the local Dask cluster is silenced below WARNING (pipeline.raster.execute):
+    # there are no library INFO logs to show, so no --verbose either.
     from pipeline.preflight import distinct_scenes
     from pipeline.stages import check_options, record_failure, segment_scene
 
     config = _config(
-        model=model, tile_size=tile, overlap=overlap, block_size=block_size, device=device, batch_size=batch_size,
+        model=model, model_reason=MODEL_GIVEN if model else None,
+        tile_size=tile, overlap=overlap, block_size=block_size, device=device, batch_size=batch_size,
         precision=precision, max_in_flight=max_in_flight, torch_threads=torch_threads,
         dask_address=dask_address, output_crs=output_crs, write_confidence=write_confidence, compile=compile, tta=tta,
         overwrite=overwrite, rescale=rescale, min_building_area_m2=min_building_area_m2, seed_confidence=seed_confidence,
@@ -199,15 +240,44 @@ def segment(
                 note = record_failure(scene, out, config, message)
                 if note:
                     _error(note)
-    if results:
-        _print_results(results)
+    if as_json:
+        _print_json({**_model_fields(config), "scenes": results,
+                     "failed": [{"scene": str(scene), "error": message} for scene, message in failures]})
+    elif results:
+        _print_results(results, config)
     if failures:
         err.print(f"[bold red]{len(failures)} of {len(scenes)} scene(s) failed[/]")
         raise typer.Exit(2)
 
 
-def _print_results(results: list[dict]) -> None:
-    table = Table(title="sceneseg")
+# ---------------------------------------------------------------------------------------------- summaries
+# A table on a terminal; without one (a pipe, a file, cron, CI) one plain line per scene that keeps whole
+# names and paths, which a table cuts to the 80 columns Rich assumes there.
+
+
+def _model_fields(config: SegmentConfig) -> dict[str, str]:
+    return {"model": config.model, "model_reason": config.model_reason}
+
+
+def _model_line(model: str, reason: str) -> str:
+    return f"model {model} ({reason})"
+
+
+def _print_json(data: dict) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _print_results(results: list[dict], config: SegmentConfig) -> None:
+    model = _model_line(config.model, config.model_reason)
+    if not console.is_terminal:
+        print(model)
+        for r in results:
+            c = r["counts"]
+            print(f"{r['scene_id']}: {c.get('buildings', 0)} buildings, {c.get('roads', 0)} roads, "
+                  f"{c.get('road_centerlines', 0)} centerlines, {r['blocks']} block(s), {r['seconds']['total']:.1f} s; "
+                  f"mask {r['mask']}; changes: {_changes_cell(r.get('changes'))}")
+        return
+    table = Table(title="sceneseg", caption=escape(model))
     for col in ("scene", "buildings", "roads", "centerlines", "blocks", "seconds", "mask", "changes"):
         table.add_column(col)
     for r in results:
@@ -233,33 +303,44 @@ def _changes_cell(changes: dict | None) -> str:
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("demo-output"),
     size: Annotated[int, typer.Option(help="Side of the synthetic demo scene in pixels.")] = 1536,
-    model: ModelOpt = DEFAULT_MODEL,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=_MODEL_HELP, show_default=DEMO_MODEL)] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Write a synthetic scene, segment it with the segment-scene flow, and score it against its ground truth."""
-    from flows.segment import segment_scene
+    _library_logs(verbose)
+    from flows.segment import reporting_progress, segment_scene
     from pipeline.evaluate import evaluate_outputs
     from pipeline.synthetic import write_synthetic_scene
 
     try:
         out.mkdir(parents=True, exist_ok=True)
-        err.print(f"writing a {size} x {size} synthetic scene (seed {DEMO_SEED}) to {out}/demo-scene.tif")
+        err.print(f"writing a {size} x {size} synthetic scene (seed {DEMO_SEED}) to {out}/demo-scene.tif",
+                  highlight=False)
         scene = write_synthetic_scene(out / "demo-scene.tif", size, size, seed=DEMO_SEED)
         err.print("running the segment-scene flow (local Prefect, local Dask)")
         # 1024-pixel blocks: the demo scene streams as several blocks, as a large scene would.
-        config = SegmentConfig(model=model, block_size=1024, overwrite=True)
-        summary = segment_scene(str(scene.path), str(out), config)
+        config = SegmentConfig(model=model or DEMO_MODEL, model_reason=MODEL_GIVEN if model else DEMO_MODEL_REASON,
+                               block_size=1024, overwrite=True)
+        with _progress_bar() as bar:
+            task = bar.add_task("demo-scene", total=None)
+            with reporting_progress(lambda done, total: bar.update(task, completed=done, total=total)):
+                summary = segment_scene(str(scene.path), str(out), config)
         scores = evaluate_outputs(Path(summary["mask"]), Path(summary["gpkg"]), scene.truth_path,
                                   scene_id=summary["scene_id"])
     except SceneSegError as exc:
         raise _fail(exc) from exc
-    _print_results([summary])
+    _print_results([summary], config)
     table = Table(title="accuracy against the scene's ground truth")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in scores.items():
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    console.print(table)
-    console.print(f"Open {summary['mask']} and {summary['gpkg']} in QGIS over {scene.path}.")
+    if console.is_terminal:
+        console.print(table)
+    else:
+        print("accuracy against the scene's ground truth: " + ", ".join(
+            f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}" for key, value in scores.items()))
+    print(f"Open {summary['mask']} and {summary['gpkg']} in QGIS over {scene.path}.")
 
 
 @app.command()
@@ -330,7 +411,7 @@ def train(
     init: Annotated[Optional[str], typer.Option(
         help="Fine-tune: start from this checkpoint or packaged model (e.g. buildings-banepa); its "
              "architecture, classes, bands and instance targets replace --arch, --classes, --base-channels "
-             "and --depth.")] = None,
+             "and --depth.", show_default="none: a new model of --arch")] = None,
 ) -> None:
     """Train a U-Net or U-Net++ on labelled scenes; the checkpoint carries bands, normalization and classes."""
     from pipeline.training.train import train_from_paths
@@ -355,24 +436,26 @@ def train(
 def nightly(
     inbox: Annotated[str, typer.Option(help="Directory of GeoTIFFs, or a STAC ItemCollection/catalog JSON.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (mask COGs, sceneseg.gpkg, STAC catalog).")],
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = None,
     dask_address: Annotated[Optional[str], typer.Option(help="tcp://host:8786 of a Dask scheduler.")] = None,
     max_concurrent_scenes: Annotated[int, typer.Option(help="Scenes segmented at once.")] = 2,
     pattern: Annotated[str, typer.Option(help="File name pattern of scenes in an inbox directory.")] = "*.tif",
-    output_crs: Annotated[Optional[str], typer.Option(help="CRS of the vector layers [default: the scene's].")] = None,
+    output_crs: OutputCrsOpt = None,
     retry_delay: Annotated[float, typer.Option(help="Seconds before a scene is retried after an I/O error.")] = 30.0,
     changes: ChangesOpt = DEFAULTS["changes"],
     debug: Annotated[bool, typer.Option(help="Print tracebacks of failures.")] = False,
+    verbose: VerboseOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run the nightly flow once: segment the inbox's new scenes, skip published ones, record failures.
 
     Runs without a Prefect server (a temporary one is started), or against PREFECT_API_URL when set.
     Exits non-zero when a scene failed; for schedules use `serve` or the deployments.
     """
+    _library_logs(verbose)
     from flows.nightly import nightly as nightly_flow
     from pipeline.stages import check_options
 
-    _quiet_libraries(debug)
     _plain_failures(debug)
     try:
         # Before Prefect starts: a bad model or a damaged GeoPackage is a message, not a failed flow run.
@@ -384,17 +467,35 @@ def nightly(
         )
     except SceneSegError as exc:
         raise _fail(exc, debug=debug) from exc
-    table = Table(title=f"sceneseg nightly: {inbox}")
-    columns = ("scene", "status", "buildings", "roads", "new", "removed", "changed", "seconds", "error")
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row[c]) for c in columns))
-    console.print(table)
+    used = {"model": model or DEFAULT_MODEL, "model_reason": MODEL_GIVEN if model else DEFAULT_MODEL_REASON}
+    if as_json:
+        _print_json({"inbox": inbox, "out": out, **used, "scenes": rows})
+    else:
+        _print_nightly(inbox, rows, _model_line(used["model"], used["model_reason"]))
     failed = [row["scene"] for row in rows if row["status"] == "failed"]
     if failed:
         err.print(f"[bold red]{len(failed)} of {len(rows)} scene(s) failed:[/] {', '.join(failed)}", highlight=False)
         raise typer.Exit(2)
+
+
+def _print_nightly(inbox: str, rows: list[dict], model: str) -> None:
+    columns = ("scene", "status", "buildings", "roads", "new", "removed", "changed", "seconds", "error")
+    if not console.is_terminal:
+        print(f"nightly {inbox}: {model}")
+        for row in rows:
+            counts = "" if row["buildings"] is None else f", {row['buildings']} buildings, {row['roads']} roads"
+            if row.get("new") is not None:
+                counts += f", changes {row['new']} new, {row['removed']} removed, {row['changed']} changed"
+            seconds = f", {row['seconds']} s" if row["seconds"] else ""
+            error = f": {row['error']}" if row["error"] else ""
+            print(f"{row['scene']}: {row['status']}{counts}{seconds}{error}")
+        return
+    table = Table(title=escape(f"sceneseg nightly: {inbox}"), caption=escape(model))
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(escape("" if row.get(c) is None else str(row[c])) for c in columns))
+    console.print(table)
 
 
 @app.command()

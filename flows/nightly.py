@@ -127,7 +127,7 @@ def segment_batch(
 def nightly(
     inbox: str,
     out_dir: str,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     dask_address: str | None = None,
     max_concurrent_scenes: int = 2,
     pattern: str = "*.tif",
@@ -138,11 +138,14 @@ def nightly(
 ) -> list[dict[str, Any]]:
     """Segment the inbox's new scenes and publish them to ``out_dir/sceneseg.gpkg``; with ``changes``, each
     published scene's building changes against the overlapping scenes are in the summary's new, removed and
-    changed columns."""
+    changed columns.
+
+    ``model`` is a checkpoint path or packaged model name; None runs ``pipeline.config.DEFAULT_MODEL``.
+    """
     run_id = uuid.uuid4().hex[:12]
     config = SegmentConfig(model=model, dask_address=dask_address, output_crs=output_crs, overwrite=True,
                            changes=changes)
-    model_id = load_checkpoint(find_checkpoint(model)).checkpoint_id
+    model_id = load_checkpoint(find_checkpoint(config.model)).checkpoint_id
     gpkg = Path(out_dir) / GPKG_NAME
     check_gpkg(gpkg)  # a damaged or foreign GeoPackage stops the night before any scene runs
     found = discover_scenes(inbox, pattern, out_dir=out_dir)

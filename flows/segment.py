@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import re
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,14 @@ from prefect.concurrency.sync import concurrency
 
 from pipeline import outputs, stages
 from pipeline.config import SegmentConfig
+from pipeline.outputs.preview import Preview, render_preview
 from pipeline.raster.write import WorkingStore
 from pipeline.vectors.layers import VectorLayers
 from pipeline.vectors.stream import ChunkStream
 
 __all__ = [
     "segment_scene", "segment_until_publish", "publish_segmented", "Segmented", "artifact_key", "preview_artifact",
+    "reporting_progress", "THUMBNAIL_MAX_BYTES",
 ]
 
 
@@ -59,32 +63,69 @@ def artifact_key(*parts: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())).strip("-")[:100]
 
 
+#: Who else hears of block progress in this context besides the progress artifact: the command line's
+#: progress bar (``sceneseg demo``). Flow parameters are sent to the Prefect API, so a callback is not one.
+_progress_listener: ContextVar[Callable[[int, int], None] | None] = ContextVar("sceneseg_progress", default=None)
+
+
+@contextmanager
+def reporting_progress(listener: Callable[[int, int], None]) -> Iterator[None]:
+    """Call ``listener(done, total)`` after each block of the scenes this context's flows segment."""
+    token = _progress_listener.set(listener)
+    try:
+        yield
+    finally:
+        _progress_listener.reset(token)
+
+
 class _ProgressArtifact:
-    """Publishes block progress to a Prefect progress artifact, at most every few seconds."""
+    """Publishes block progress to a Prefect progress artifact, at most every few seconds, and to the
+    listener of :func:`reporting_progress`, after every block."""
 
     def __init__(self, scene_id: str, interval: float = 2.0):
         self.id = create_progress_artifact(0.0, key=artifact_key("progress", scene_id),
                                            description=f"Blocks of {scene_id} segmented")
         self.interval = interval
+        self.listener = _progress_listener.get()
         self._last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        if self.listener:
+            self.listener(done, total)
         now = time.monotonic()
         if done == total or now - self._last >= self.interval:
             update_progress_artifact(self.id, 100.0 * done / max(total, 1))
             self._last = now
 
 
-def preview_artifact(scene_id: str, entry: outputs.CatalogEntry, counts: dict[str, int]) -> None:
-    """The scene's quick-look in the run's artifacts: a markdown artifact with the PNG embedded as a data URI
-    (the UI shows it inline; no file server needed)."""
-    png = base64.b64encode(entry.preview.png).decode("ascii")
+#: The thumbnail embedded in a preview artifact stays below this size: the artifact is stored in the Prefect
+#: database and sent as an event, and the server refuses events over 1.5 MB (a 1024-pixel quick-look is 2.4).
+THUMBNAIL_MAX_BYTES = 48 * 1024
+#: The thumbnail's long side at most; halved until its PNG fits THUMBNAIL_MAX_BYTES.
+_THUMBNAIL_SIDES = (256, 128, 64)
+
+
+def _thumbnail(job: stages.SceneJob) -> Preview:
+    """The quick-look rendered again, small: outlines drawn at the thumbnail's own scale stay visible."""
+    for side in _THUMBNAIL_SIDES:
+        thumbnail = render_preview(job.scene.path, job.mask_path, job.mask_classes, max_side=side)
+        if len(thumbnail.png) <= THUMBNAIL_MAX_BYTES:
+            break
+    return thumbnail  # 64 x 64 x 3 bytes is 12 KiB even uncompressed
+
+
+def preview_artifact(
+    scene_id: str, entry: outputs.CatalogEntry, counts: dict[str, int], thumbnail: Preview
+) -> None:
+    """The scene's quick-look in the run's artifacts: a markdown artifact with a small thumbnail embedded as
+    a data URI (the UI shows it inline; no file server needed) and the path of the full-size PNG."""
+    png = base64.b64encode(thumbnail.png).decode("ascii")
     rows, cols = entry.preview.shape.rows, entry.preview.shape.cols
     markdown = (
         f"### {scene_id}\n\n"
         f"![quick-look of {scene_id}: buildings outlined in red, roads in yellow](data:image/png;base64,{png})\n\n"
-        f"{counts.get('buildings', 0)} buildings, {counts.get('roads', 0)} roads; {cols} x {rows} px quick-look, "
-        f"saved as `{entry.preview_path}`; STAC item `{entry.item_path}`.\n"
+        f"{counts.get('buildings', 0)} buildings, {counts.get('roads', 0)} roads. The {cols} x {rows} px "
+        f"quick-look is `{entry.preview_path}`; STAC item `{entry.item_path}`.\n"
     )
     create_markdown_artifact(markdown=markdown, key=artifact_key("preview", scene_id),
                              description=f"Quick-look of {scene_id}")
@@ -135,7 +176,7 @@ def publish_segmented(done: Segmented, checksum: str | None = None) -> stages.Se
         changes = detect_changes(done.job)
     with done.timer("catalog"):
         entry = catalog(done.job, counts, changes)
-    preview_artifact(done.job.scene.scene_id, entry, counts)
+    preview_artifact(done.job.scene.scene_id, entry, counts, _thumbnail(done.job))
     return finish(done.job, done.store, done.stream, done.masks, counts, done.timer.seconds, changes)
 
 

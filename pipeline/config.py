@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["SegmentConfig", "DEFAULT_MODEL", "DEFAULTS"]
+__all__ = ["SegmentConfig", "DEFAULT_MODEL", "DEMO_MODEL", "DEFAULT_MODEL_REASON", "DEFAULTS"]
 
-#: The packaged model ``make demo`` and a bare ``sceneseg segment`` use.
-DEFAULT_MODEL = "synthetic-demo"
+#: The packaged model a run uses when none is given: the building model trained on real aerial imagery.
+DEFAULT_MODEL = "buildings-banepa"
+#: The packaged model of ``sceneseg demo``: trained on the synthetic scenes the demo writes (noise on real ones).
+DEMO_MODEL = "synthetic-demo"
+#: Why a run without a given model runs DEFAULT_MODEL, as its run JSON and summary say.
+DEFAULT_MODEL_REASON = "default model for real scenes"
 
 
 class SegmentConfig(BaseModel):
@@ -18,6 +22,10 @@ class SegmentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(DEFAULT_MODEL, description="Checkpoint path, or the name of a packaged model.")
+    model_reason: str = Field(
+        DEFAULT_MODEL_REASON, description="Why this model runs, recorded in the run JSON: the default when no "
+        "model is given, \"model given\" when one is (callers may say more, e.g. \"--model given\").",
+    )
     tile_size: int | None = Field(None, ge=16, description="Tile side in pixels (default: the checkpoint's).")
     overlap: int | None = Field(
         None, ge=0, description="Pixels shared by neighbouring tiles (default: twice the checkpoint's context margin)."
@@ -72,6 +80,21 @@ class SegmentConfig(BaseModel):
     rescale: bool = Field(
         False, description="Map a scene whose values do not fit the model's input range linearly onto that range."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _why_this_model(cls, data: Any) -> Any:
+        """A model of None is no model given; a model given without a reason is recorded as given."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("model") is None:
+            data.pop("model", None)
+        elif data.get("model_reason") is None:
+            data["model_reason"] = "model given"
+        if data.get("model_reason") is None:
+            data.pop("model_reason", None)
+        return data
 
     @field_validator("dask_address")
     @classmethod

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import SegmentConfig
+from pipeline.config import DEMO_MODEL, SegmentConfig
 from pipeline.stages import infer_blocks, prepare, publish_masks
 from tests.conftest import read_mask
 
@@ -22,7 +22,8 @@ def test_gpu_bf16_agrees_with_cpu_fp32(tmp_path):
     scene = write_synthetic_scene(tmp_path / "scene.tif", 1024, 1024, seed=4242)
     masks = {}
     for device, precision in (("cuda", "bf16"), ("cpu", "fp32")):
-        config = SegmentConfig(device=device, precision=precision, block_size=1024, overwrite=True)
+        config = SegmentConfig(model=DEMO_MODEL, device=device, precision=precision, block_size=1024,
+                               overwrite=True)
         job = prepare(scene.path, tmp_path / device, config)
         mask_path = publish_masks(job, infer_blocks(job, journal_interval=0)).mask
         masks[device] = read_mask(mask_path)

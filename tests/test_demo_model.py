@@ -11,7 +11,7 @@ import torch
 
 from flows.cli import DEMO_SEED
 from models.checkpoint import load_checkpoint
-from pipeline.config import SegmentConfig
+from pipeline.config import DEMO_MODEL, SegmentConfig
 from pipeline.evaluate import evaluate_outputs
 from pipeline.stages import segment_scene
 from pipeline.synthetic import write_synthetic_scene
@@ -29,7 +29,8 @@ def demo_scene(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(demo_scene, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    return {bs: segment_scene(demo_scene.path, out / str(bs), SegmentConfig(block_size=bs)) for bs in BLOCK_SIZES}
+    return {bs: segment_scene(demo_scene.path, out / str(bs), SegmentConfig(model=DEMO_MODEL, block_size=bs))
+            for bs in BLOCK_SIZES}
 
 
 def test_streamed_result_is_identical_for_block_sizes_512_1024_1536(runs):
@@ -85,7 +86,7 @@ def test_bf16_agrees_with_fp32_on_a_real_like_scene(tmp_path):
     scene = write_synthetic_scene(tmp_path / "scene.tif", 256, 256, seed=DEMO_SEED + 1)
     masks = {}
     for precision in ("fp32", "bf16"):
-        result = segment_scene(scene.path, tmp_path / precision, SegmentConfig(precision=precision))
+        result = segment_scene(scene.path, tmp_path / precision, SegmentConfig(model=DEMO_MODEL, precision=precision))
         masks[precision] = read_mask(result.mask_path)
         record = json.loads((tmp_path / precision / f"{result.scene_id}_run.json").read_text())
         assert record["precision"]["autocast"] == ("fp32" if precision == "fp32" else "bfloat16")

@@ -10,6 +10,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -21,6 +22,8 @@ DOCKER = ROOT / "docker"
 DOCKERFILES = {"cpu": DOCKER / "Dockerfile.cpu", "gpu": DOCKER / "Dockerfile.gpu"}
 COMPOSE = DOCKER / "compose.yaml"
 PREFECT_YAML = ROOT / "prefect.yaml"
+#: The compose stack's deployments; prefect.yaml is the workstation's.
+STACK_PREFECT_YAML = DOCKER / "prefect.yaml"
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -57,8 +60,13 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def deployments() -> dict[str, dict]:
-    return {d["name"]: d for d in yaml.safe_load(PREFECT_YAML.read_text())["deployments"]}
+def deployments(path: Path = STACK_PREFECT_YAML) -> dict[str, dict]:
+    return {d["name"]: d for d in yaml.safe_load(path.read_text())["deployments"]}
+
+
+#: Every deployment of both files, as (file, name).
+ALL_DEPLOYMENTS = [(PREFECT_YAML, "nightly-process"), (STACK_PREFECT_YAML, "nightly-process"),
+                   (STACK_PREFECT_YAML, "nightly-docker")]
 
 
 def command_text(service: dict) -> str:
@@ -205,12 +213,12 @@ def test_docker_compose_accepts_the_file():
 # ------------------------------------------------------------------------------------------ prefect.yaml
 
 
-@pytest.mark.parametrize("name", ["nightly-process", "nightly-docker"])
-def test_deployment_runs_nightly_in_berlin_time_and_never_overlaps(name):
+@pytest.mark.parametrize(("path", "name"), ALL_DEPLOYMENTS)
+def test_deployment_runs_nightly_in_berlin_time_and_never_overlaps(path, name):
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.client.schemas.schedules import CronSchedule
 
-    deployment = deployments()[name]
+    deployment = deployments(path)[name]
     (schedule,) = deployment["schedules"]
     cron = CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
     assert (cron.cron, cron.timezone) == ("0 2 * * *", "Europe/Berlin")
@@ -227,9 +235,30 @@ def test_work_pools_and_a_single_active_schedule():
     assert active == ["nightly-process"]
 
 
-@pytest.mark.parametrize("name", ["nightly-process", "nightly-docker"])
-def test_entrypoint_names_a_flow_that_takes_the_deployment_parameters(name):
-    deployment = deployments()[name]
+def test_workstation_deployments_need_only_the_process_pool_and_take_paths_from_the_environment():
+    """`prefect deploy --all` from the repository root registers every deployment of prefect.yaml: none may
+    need the Docker pool, and none may carry the stack's container paths or scheduler."""
+    workstation = deployments(PREFECT_YAML)
+    assert {d["work_pool"]["name"] for d in workstation.values()} == {"sceneseg-process"}
+    for name, deployment in workstation.items():
+        parameters = deployment["parameters"]
+        assert parameters["inbox"] == "{{ $SCENESEG_INBOX }}" and parameters["out_dir"] == "{{ $SCENESEG_OUT }}"
+        assert parameters["dask_address"] is None, f"{name}: a workstation runs a local Dask cluster"
+        assert parameters["model"] == "buildings-banepa"
+        assert "/data/" not in yaml.safe_dump(deployment) and "dask-scheduler" not in yaml.safe_dump(deployment)
+
+
+def test_cpu_image_holds_both_prefect_files_in_its_working_directory():
+    stage = final_stage(DOCKERFILES["cpu"])
+    workdir = [args for op, args in stage if op == "WORKDIR"][-1]
+    copied = {shlex.split(args)[-1]: shlex.split(args)[0] for op, args in stage if op == "COPY" and "--from" not in args}
+    assert copied.get(f"{workdir}/prefect.yaml") == "prefect.yaml"
+    assert copied.get(f"{workdir}/docker/prefect.yaml") == "docker/prefect.yaml"
+
+
+@pytest.mark.parametrize(("path", "name"), ALL_DEPLOYMENTS)
+def test_entrypoint_names_a_flow_that_takes_the_deployment_parameters(path, name):
+    deployment = deployments(path)[name]
     path, function = deployment["entrypoint"].split(":")
     source = ROOT / path
     if not source.exists():
@@ -295,3 +324,36 @@ def test_healthcheck_cuda_check_agrees_with_torch(monkeypatch):
 
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # what the check sets, undone afterwards
     assert (load_healthcheck().main(["--cuda"]) == 0) == torch.cuda.is_available()
+
+
+# ------------------------------------------------------------------------------------------ build backend
+
+
+def test_build_backend_is_bounded_and_reads_the_license_without_a_warning(tmp_path):
+    """What `pip install -e .` runs, without the network: the installed setuptools, inside the bounds the
+    project asks for, builds the metadata of a copy of the project; it warns of nothing (a license given as
+    a TOML table is deprecated and unsupported from 2027-02-18) and says the license as SPDX."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (backend,) = [Requirement(r) for r in project["build-system"]["requires"] if r.startswith("setuptools")]
+    assert any(spec.operator == "<" for spec in backend.specifier), "the build backend has no upper bound"
+    if version("setuptools") not in backend.specifier:
+        pytest.skip(f"setuptools {version('setuptools')} is outside {backend.specifier}: install one inside")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for package in ("pipeline", "models", "flows"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    code = ("import sys; from setuptools import build_meta; "
+            "print(build_meta.prepare_metadata_for_build_wheel(sys.argv[1]))")
+    (tmp_path / "meta").mkdir()
+    done = subprocess.run([sys.executable, "-W", "always", "-c", code, str(tmp_path / "meta")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Deprecat" not in done.stdout + done.stderr, done.stdout + done.stderr
+    metadata = (tmp_path / "meta" / done.stdout.split()[-1] / "METADATA").read_text()
+    assert "License-Expression: Apache-2.0" in metadata.splitlines(), metadata[:1000]
