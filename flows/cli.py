@@ -308,7 +308,7 @@ def demo(
 ) -> None:
     """Write a synthetic scene, segment it with the segment-scene flow, and score it against its ground truth."""
     _library_logs(verbose)
-    from flows.segment import reporting_progress, segment_scene
+    from flows.segment import reporting_progress, segment_scene_flow
     from pipeline.evaluate import evaluate_outputs
     from pipeline.synthetic import write_synthetic_scene
 
@@ -324,7 +324,7 @@ def demo(
         with _progress_bar() as bar:
             task = bar.add_task("demo-scene", total=None)
             with reporting_progress(lambda done, total: bar.update(task, completed=done, total=total)):
-                summary = segment_scene(str(scene.path), str(out), config)
+                summary = segment_scene_flow(str(scene.path), str(out), config)
         scores = evaluate_outputs(Path(summary["mask"]), Path(summary["gpkg"]), scene.truth_path,
                                   scene_id=summary["scene_id"])
     except SceneSegError as exc:
@@ -355,11 +355,10 @@ def changes(
     The earlier of the two (by acquisition time, else file time) is compared with the later one where both
     have valid pixels; the pair's earlier rows are replaced.
     """
-    from pipeline.stages import GPKG_NAME
-    from pipeline.vectors.changes import update_changes
+    from pipeline.stages import compare_scenes
 
     try:
-        pairs = update_changes(out / GPKG_NAME, scene_a, scene_b)
+        pairs = compare_scenes(out, scene_a, scene_b)
     except SceneSegError as exc:
         raise _fail(exc, debug=debug) from exc
     json.dump(pairs, sys.stdout, indent=2)

@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,20 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.segment import Segmented, artifact_key, publish_segmented, segment_until_publish
-from models.checkpoint import find_checkpoint, load_checkpoint
+from flows.segment import artifact_key, publish_segmented, segment_until_publish
+from models.checkpoint import checkpoint_card
 from pipeline.config import DEFAULT_MODEL, SegmentConfig
-from pipeline.errors import SceneReadError, SceneSegError
+from pipeline.errors import SceneSegError
 from pipeline.inbox import InboxScene, discover_scenes
 from pipeline.outputs import update_output_catalog
-from pipeline.raster.scene import file_checksum
-from pipeline.stages import GPKG_NAME
-from pipeline.vectors.gpkg import SceneRecord, check_gpkg, publish_scene, published_checksums
+from pipeline.stages import (
+    GPKG_NAME,
+    Segmented,
+    check_output_gpkg,
+    published_scenes,
+    record_failure,
+    scene_checksum,
+)
 
 __all__ = ["nightly", "schedule_options"]
 
@@ -54,10 +59,10 @@ def _retry_transient(task, task_run, state) -> bool:
 
 
 @task(name="scene-checksum", cache_policy=NO_CACHE)
-def scene_checksum(scene: InboxScene) -> str:
+def checksum_of(scene: InboxScene) -> str:
     """The scene file's checksum; empty when it cannot be read now (segmenting it fails and records why)."""
     try:
-        return file_checksum(scene.path)
+        return scene_checksum(scene.path)
     except OSError:
         return ""
 
@@ -75,15 +80,16 @@ def segment_for_publishing(
 @task(name="catalog-outputs", cache_policy=NO_CACHE)
 def catalog_outputs(out_dir: str, gpkg: Path) -> Path:
     """``catalog.json`` of the scenes published successfully to ``out_dir``."""
-    return update_output_catalog(out_dir, sorted(published_checksums(gpkg)))
+    return update_output_catalog(out_dir, sorted(published_scenes(out_dir)))
 
 
-def _failed_record(scene: InboxScene, checksum: str, model: str, run_id: str, error: BaseException) -> SceneRecord:
-    return SceneRecord(
-        scene_id=scene.scene_id, path=str(scene.path), checksum=checksum, crs="", footprint=None,
-        processed_at=datetime.now(UTC).isoformat(timespec="seconds"), model=model, run_id=run_id,
-        status="failed", error=f"{type(error).__name__}: {error}",
-    )
+@dataclass(frozen=True)
+class _Failure:
+    """A scene that failed this night, to be recorded in the scenes layer after the others."""
+
+    scene: InboxScene
+    checksum: str
+    message: str
 
 
 def _row(scene: InboxScene, status: str, **values: Any) -> dict[str, Any]:
@@ -102,13 +108,13 @@ def _change_counts(changes: dict | None) -> dict[str, Any]:
 def segment_batch(
     todo: list[InboxScene], checksums: dict[str, str], out_dir: str, config: SegmentConfig, model_id: str,
     run_id: str, gpu_limit: str | None, retry_delay_seconds: float, progress_id: Any,
-) -> tuple[list[dict[str, Any]], list[SceneRecord]]:
+) -> tuple[list[dict[str, Any]], list[_Failure]]:
     """Segment ``todo`` concurrently (as many at once as this flow's task runner has workers) and publish
     each as it finishes; return the rows of the summary and the records of the scenes that failed."""
     segment = segment_for_publishing.with_options(retry_delay_seconds=retry_delay_seconds)
     futures = {segment.submit(scene, out_dir, config, run_id, gpu_limit): scene for scene in todo}
     rows: list[dict[str, Any]] = []
-    failures: list[SceneRecord] = []
+    failures: list[_Failure] = []
     for done, future in enumerate(as_completed(list(futures)), start=1):
         scene = futures[future]
         try:
@@ -116,8 +122,9 @@ def segment_batch(
             rows.append(_row(scene, "published", buildings=result.counts["buildings"], roads=result.counts["roads"],
                              seconds=round(result.seconds["total"], 2), **_change_counts(result.changes)))
         except Exception as exc:  # one bad scene never stops the others: record it and go on
-            failures.append(_failed_record(scene, checksums[scene.scene_id], model_id, run_id, exc))
-            rows.append(_row(scene, "failed", error=f"{type(exc).__name__}: {exc}"))
+            message = f"{type(exc).__name__}: {exc}"
+            failures.append(_Failure(scene, checksums[scene.scene_id], message))
+            rows.append(_row(scene, "failed", error=message))
             print(f"{scene.scene_id} failed: {exc}")
         update_progress_artifact(progress_id, 100.0 * done / max(len(todo), 1))
     return rows, failures
@@ -145,17 +152,17 @@ def nightly(
     run_id = uuid.uuid4().hex[:12]
     config = SegmentConfig(model=model, dask_address=dask_address, output_crs=output_crs, overwrite=True,
                            changes=changes)
-    model_id = load_checkpoint(find_checkpoint(config.model)).checkpoint_id
+    model_id = checkpoint_card(config.model).checkpoint_id
     gpkg = Path(out_dir) / GPKG_NAME
-    check_gpkg(gpkg)  # a damaged or foreign GeoPackage stops the night before any scene runs
+    check_output_gpkg(out_dir)  # a damaged or foreign GeoPackage stops the night before any scene runs
     found = discover_scenes(inbox, pattern, out_dir=out_dir)
     # Scenes that cannot be processed here (a remote href) fail alone, without a task.
-    failures = [_failed_record(s, "", model_id, run_id, SceneReadError(s.error)) for s in found if s.error]
+    failures = [_Failure(s, "", f"SceneReadError: {s.error}") for s in found if s.error]
     rows: list[dict[str, Any]] = [_row(s, "failed", error=s.error) for s in found if s.error]
     scenes = [s for s in found if not s.error]
-    published = published_checksums(gpkg)
+    published = published_scenes(out_dir)
     checksums: dict[str, str] = {}
-    for scene, future in zip(scenes, scene_checksum.map(scenes), strict=True):
+    for scene, future in zip(scenes, checksum_of.map(scenes), strict=True):
         checksums[scene.scene_id] = future.result()
     todo = []
     for scene in scenes:
@@ -175,8 +182,11 @@ def nightly(
         rows += batch_rows
         failures += batch_failures
     # Failures last, so the GeoPackage's layers take the CRS of a real scene when there is one.
-    for record in failures:
-        publish_scene(gpkg, None, record, crs=output_crs)
+    for failure in failures:
+        note = record_failure(failure.scene.path, out_dir, config, failure.message, scene_id=failure.scene.scene_id,
+                              checksum=failure.checksum, run_id=run_id)
+        if note:
+            print(note)
     if gpkg.exists():
         catalog_outputs(out_dir, gpkg)
     update_progress_artifact(progress, 100.0)

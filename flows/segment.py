@@ -1,19 +1,21 @@
-"""The ``segment-scene`` flow: each stage of ``pipeline.stages`` as a task, in order; progress and summary artifacts.
+"""The ``segment-scene`` flow: the stage sequence of ``pipeline.stages``, each stage a Prefect task; progress,
+preview and summary artifacts.
 
-The flow body is the same sequence as ``pipeline.stages.segment_scene``, which the CLI runs; the tests
-hold the two to the same outputs. :func:`segment_until_publish` and :func:`publish_segmented` are the two
-halves the nightly flow runs apart: scenes are segmented concurrently and published one after another.
+The order of the stages is ``pipeline.stages``'s alone: this module only says how a stage runs here
+(:func:`flow_hooks`: a task with its retries, a GPU concurrency slot, artifacts).
+:func:`segment_until_publish` and :func:`publish_segmented` are the two halves the nightly flow runs apart:
+scenes are segmented concurrently and published one after another.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,32 +32,28 @@ from prefect.concurrency.sync import concurrency
 from pipeline import outputs, stages
 from pipeline.config import SegmentConfig
 from pipeline.outputs.preview import Preview, render_preview
-from pipeline.raster.write import WorkingStore
-from pipeline.vectors.layers import VectorLayers
-from pipeline.vectors.stream import ChunkStream
 
 __all__ = [
-    "segment_scene", "segment_until_publish", "publish_segmented", "Segmented", "artifact_key", "preview_artifact",
+    "segment_scene_flow", "segment_until_publish", "publish_segmented", "flow_hooks", "run_as_task", "artifact_key",
+    "preview_artifact",
     "reporting_progress", "THUMBNAIL_MAX_BYTES",
 ]
 
 
-def _stage(fn, name: str, retries: int = 0):
-    """A pipeline stage as a Prefect task. Inputs are files and arrays: never cached.
-
-    Only stages that read local files are retried; the others are deterministic and fail for a reason.
-    """
-    return task(fn, name=name, cache_policy=NO_CACHE, retries=retries, retry_delay_seconds=10)
+#: Retries of the stages that read local files (a network filesystem's hiccup); the others are deterministic
+#: and fail for a reason.
+STAGE_RETRIES = {"infer": 1, "publish-vectors": 2}
 
 
-prepare = _stage(stages.prepare, "prepare")
-infer_blocks = _stage(stages.infer_blocks, "infer", retries=1)
-publish_masks = _stage(stages.publish_masks, "publish-masks")
-vectorize = _stage(stages.vectorize, "vectorize")
-publish_vectors = _stage(stages.publish_vectors, "publish-vectors", retries=2)
-detect_changes = _stage(stages.detect_changes, "changes")
-catalog = _stage(outputs.catalog_scene, "catalog")
-finish = _stage(stages.finish, "finish")
+@functools.cache
+def _stage_task(name: str, stage: Callable[..., Any]):
+    """A pipeline stage as a Prefect task. Inputs are files and arrays: never cached."""
+    return task(stage, name=name, cache_policy=NO_CACHE, retries=STAGE_RETRIES.get(name, 0), retry_delay_seconds=10)
+
+
+def run_as_task(name: str, stage: Callable[..., Any], *args: Any) -> Any:
+    """A :data:`pipeline.stages.StageRunner`: the stage runs as the Prefect task of its name."""
+    return _stage_task(name, stage)(*args)
 
 
 def artifact_key(*parts: str) -> str:
@@ -131,57 +129,37 @@ def preview_artifact(
                              description=f"Quick-look of {scene_id}")
 
 
-@dataclass
-class Segmented:
-    """A scene through every stage up to the GeoPackage, ready to be published."""
+def flow_hooks(gpu_limit: str | None = None) -> stages.StageHooks:
+    """How the flows run the stages: each as a task, inference holding a slot of ``gpu_limit``, block progress
+    and the quick-look as artifacts.
 
-    job: stages.SceneJob
-    store: WorkingStore
-    stream: ChunkStream
-    masks: stages.MaskOutputs
-    layers: VectorLayers
-    timer: stages.StageTimer = field(default_factory=stages.StageTimer)
+    ``gpu_limit`` names a Prefect global concurrency limit (``prefect gcl create sceneseg-gpu --limit N``);
+    where it does not exist the stage runs without waiting.
+    """
+    slot = (lambda: concurrency(gpu_limit, occupy=1, strict=False)) if gpu_limit else nullcontext
+    return stages.StageHooks(
+        run=run_as_task, progress=lambda job: _ProgressArtifact(job.scene.scene_id), infer_slot=slot,
+        catalogued=lambda job, entry, counts: preview_artifact(job.scene.scene_id, entry, counts, _thumbnail(job)),
+    )
 
 
 def segment_until_publish(
     scene: str | Path, out_dir: str | Path, config: SegmentConfig, *, run_id: str | None = None,
     scene_id: str | None = None, gpu_limit: str | None = None,
-) -> Segmented:
-    """prepare, infer, publish-masks and vectorize as tasks; the GPU stage holds a slot of ``gpu_limit``.
-
-    ``gpu_limit`` names a Prefect global concurrency limit (``prefect gcl create sceneseg-gpu --limit N``);
-    where it does not exist the stage runs without waiting.
-    """
-    timer = stages.StageTimer()
-    with timer("prepare"):
-        job = prepare(scene, out_dir, config, run_id, scene_id)
-    progress = _ProgressArtifact(job.scene.scene_id)
-    with stages.vector_stream(job) as stream:
-        slot = concurrency(gpu_limit, occupy=1, strict=False) if gpu_limit else nullcontext()
-        with slot, timer("infer"):
-            store = infer_blocks(job, stream, progress)
-        with timer("publish-masks"):
-            masks = publish_masks(job, store)
-        with timer("vectorize"):
-            layers = vectorize(job, store, stream)
-    return Segmented(job, store, stream, masks, layers, timer)
+) -> stages.Segmented:
+    """The stages up to the GeoPackage (``pipeline.stages.segment_until_publish``) as tasks."""
+    return stages.segment_until_publish(scene, out_dir, config, hooks=flow_hooks(gpu_limit), run_id=run_id,
+                                        scene_id=scene_id)
 
 
-def publish_segmented(done: Segmented, checksum: str | None = None) -> stages.SegmentResult:
-    """publish-vectors, changes, catalog (quick-look and STAC item) and finish as tasks (one writer of the
-    GeoPackage at a time); the quick-look also becomes a markdown artifact of the run."""
-    with done.timer("publish-vectors"):
-        counts = publish_vectors(done.job, done.layers, checksum)
-    with done.timer("changes"):
-        changes = detect_changes(done.job)
-    with done.timer("catalog"):
-        entry = catalog(done.job, counts, changes)
-    preview_artifact(done.job.scene.scene_id, entry, counts, _thumbnail(done.job))
-    return finish(done.job, done.store, done.stream, done.masks, counts, done.timer.seconds, changes)
+def publish_segmented(done: stages.Segmented, checksum: str | None = None) -> stages.SegmentResult:
+    """The stages from the GeoPackage on (``pipeline.stages.publish_segmented``) as tasks; the quick-look
+    also becomes a markdown artifact of the run."""
+    return stages.publish_segmented(done, checksum, hooks=flow_hooks())
 
 
 @flow(name="segment-scene", log_prints=True)
-def segment_scene(
+def segment_scene_flow(
     scene: str,
     out_dir: str,
     config: SegmentConfig | None = None,

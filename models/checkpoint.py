@@ -12,6 +12,7 @@ check a scene before reading a pixel: architecture, classes, band order, normali
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -37,6 +38,8 @@ __all__ = [
     "WEIGHTS_DIR",
     "ModelCard",
     "LoadedModel",
+    "CheckpointCard",
+    "checkpoint_card",
     "checkpoint_id",
     "save_checkpoint",
     "load_checkpoint",
@@ -292,6 +295,36 @@ def load_checkpoint(
     model.load_state_dict(state_dict)
     model.to(map_location).eval()
     return LoadedModel(model=model, card=card, checkpoint_id=checkpoint_id(card.arch, state_dict), path=path)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointCard:
+    """What the client side of a run needs of a checkpoint: its card and id, without a model to hold."""
+
+    card: ModelCard
+    checkpoint_id: str
+    path: Path
+
+
+def checkpoint_card(name_or_path: str | os.PathLike[str]) -> CheckpointCard:
+    """The card and id of a checkpoint, read and validated once per version of the file in this process.
+
+    A run's preflight, its scenes' preparation and their failure records all ask; the file is read (and
+    checked as :func:`load_checkpoint` checks it) the first time, and again only when it changes on disk.
+    The workers load the weights themselves (``pipeline.raster.infer``).
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`.
+    """
+    path = find_checkpoint(name_or_path).resolve()
+    stat = path.stat()
+    return _card_of(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _card_of(path: Path, mtime_ns: int, size: int) -> CheckpointCard:
+    loaded = load_checkpoint(path)
+    return CheckpointCard(loaded.card.model_copy(deep=True), loaded.checkpoint_id, path)
 
 
 def _read(path: Path, map_location: str | torch.device) -> Any:

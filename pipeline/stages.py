@@ -1,10 +1,13 @@
 """The stages of segmenting one scene, as plain functions with narrow inputs.
 
-    prepare ─► infer_blocks ─► publish_masks ─► vectorize ─► publish_vectors ─► detect_changes ─► finish
+    prepare ─► infer_blocks ─► publish_masks ─► vectorize │ publish_vectors ─► detect_changes ─► catalog ─► finish
                   └── vector chunks (the scene's ChunkStream) ──┘
 
-The flows (``flows/segment.py``, ``flows/nightly.py``) call the stages as Prefect tasks in this order;
-the CLI calls :func:`segment_scene`, which calls the same functions in the same order. While
+The order exists once, here: :func:`segment_until_publish` and :func:`publish_segmented` (the two halves a
+batch runs apart: scenes infer concurrently, publish one at a time), and :func:`segment_scene`, both in a
+row. The CLI calls them with plain calls; the flows (``flows/segment.py``, ``flows/nightly.py``) pass
+:class:`StageHooks` that run each stage as a Prefect task and add a GPU slot and artifacts. Adding a stage
+is one edit: a line in one of the two halves (and its task options in the flows, if it needs retries). While
 ``infer_blocks`` writes the mask, every vector chunk whose window is final is polygonized in a background
 process (:func:`vector_stream`); ``vectorize`` then only waits for the last chunks and stitches.
 
@@ -24,6 +27,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,13 +35,13 @@ from pathlib import Path
 
 from shapely.geometry import box
 
-from models.checkpoint import find_checkpoint, load_checkpoint
+from models.checkpoint import checkpoint_card
 from models.device import choose_precision, resolve_device
 from pipeline.config import SegmentConfig
 from pipeline.errors import OutputError
 from pipeline.files import atomic_path
 from pipeline.grid import BlockPlan, GeoGrid
-from pipeline.outputs import catalog_scene
+from pipeline.outputs import CatalogEntry, catalog_scene
 from pipeline.preflight import (
     check_free_space,
     check_output_crs,
@@ -65,8 +69,8 @@ from pipeline.raster.scene import (
 )
 from pipeline.raster.write import WorkingStore, publish_raster, remove_orphans
 from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
-from pipeline.vectors.changes import change_report
-from pipeline.vectors.gpkg import GPKG_NAME, SceneRecord, publish_scene, published_status
+from pipeline.vectors.changes import change_report, update_changes
+from pipeline.vectors.gpkg import GPKG_NAME, SceneRecord, check_gpkg, publish_scene, published_checksums, published_status
 from pipeline.vectors.instances import fold_lut
 from pipeline.vectors.layers import VectorLayers
 from pipeline.vectors.polygons import GroundFrame
@@ -89,9 +93,19 @@ __all__ = [
     "vector_stream",
     "scene_vectorizer",
     "StageTimer",
+    "StageRunner",
+    "StageHooks",
+    "call_stage",
+    "Segmented",
+    "segment_until_publish",
+    "publish_segmented",
     "segment_scene",
     "check_options",
     "record_failure",
+    "check_output_gpkg",
+    "published_scenes",
+    "scene_checksum",
+    "compare_scenes",
 ]
 
 
@@ -237,9 +251,8 @@ def prepare(
 
 
 def _prepare(scene: SceneInfo, out: Path, config: SegmentConfig, run_id: str | None) -> SceneJob:
-    checkpoint = find_checkpoint(config.model)
-    loaded = load_checkpoint(checkpoint)
-    card = loaded.card
+    loaded = checkpoint_card(config.model)
+    checkpoint, card = loaded.path, loaded.card
     check_scene_fits(scene, list(card.bands), loaded.checkpoint_id)
     mean, std = input_normalization(scene, card, loaded.checkpoint_id, rescale=config.rescale)
     resolve_device(config.device)
@@ -293,32 +306,65 @@ def check_options(config: SegmentConfig, out_dir: str | Path) -> None:
     """
     out = Path(out_dir)
     check_output_dir(out)
-    load_checkpoint(find_checkpoint(config.model))
+    checkpoint_card(config.model)
     resolve_device(config.device)
     output_crs_for(config.output_crs, out / GPKG_NAME)
 
 
-def record_failure(scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, message: str) -> str | None:
+def record_failure(
+    scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, message: str, *, scene_id: str | None = None,
+    checksum: str = "", run_id: str | None = None,
+) -> str | None:
     """Record a failed scene in the scenes layer (status failed, its message); return a note for the user when
     it is not recorded: the scene's published outputs of an earlier run are kept (a failure never replaces
-    them), or the record itself failed."""
+    them), or the record itself failed. The CLI and the nightly flow both record failures here.
+
+    ``scene_id`` (default: the scene's id in ``out_dir``), ``checksum`` and ``run_id`` as the run knows them.
+    """
     out, path = Path(out_dir), Path(scene_path)
     gpkg = out / GPKG_NAME
     try:
         check_output_dir(out)
-        scene_id = output_scene_id(path, out)
+        scene_id = scene_id or output_scene_id(path, out)
         if published_status(gpkg, scene_id) == "ok":
             return f"{path}: the outputs an earlier run published as {scene_id!r} in {out} are kept unchanged."
-        loaded = load_checkpoint(find_checkpoint(config.model))
         record = SceneRecord(
-            scene_id=scene_id, path=str(source_path(path)), checksum="", crs="", footprint=None,
-            processed_at=datetime.now(UTC).isoformat(timespec="seconds"), model=loaded.checkpoint_id,
-            run_id=uuid.uuid4().hex[:12], status="failed", error=message,
+            scene_id=scene_id, path=str(source_path(path)), checksum=checksum, crs="", footprint=None,
+            processed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            model=checkpoint_card(config.model).checkpoint_id, run_id=run_id or uuid.uuid4().hex[:12],
+            status="failed", error=message,
         )
         publish_scene(gpkg, None, record, crs=config.output_crs)
     except Exception as exc:  # the failure itself is the message that matters
         return f"{path}: the failure could not be recorded in {gpkg} ({exc})"
     return None
+
+
+# The output directory as the flows and the CLI see it, so that they need no raster or vector internals.
+
+
+def check_output_gpkg(out_dir: str | Path) -> None:
+    """The output GeoPackage of ``out_dir`` recovered (a killed writer's journal) and checked to be sceneseg's.
+
+    Raises:
+        OutputError: a damaged or foreign file, named with what to do.
+    """
+    check_gpkg(Path(out_dir) / GPKG_NAME)
+
+
+def published_scenes(out_dir: str | Path) -> dict[str, tuple[str, str]]:
+    """Scene id -> (content checksum, model id) of the scenes published ``ok`` in ``out_dir``."""
+    return published_checksums(Path(out_dir) / GPKG_NAME)
+
+
+def scene_checksum(scene_path: str | Path) -> str:
+    """The checksum the scenes layer records of a scene file (raises OSError when it cannot be read)."""
+    return file_checksum(Path(scene_path))
+
+
+def compare_scenes(out_dir: str | Path, scene_id: str, other: str) -> list[dict]:
+    """Compare two published scenes of ``out_dir`` into its ``building_changes`` layer, on demand."""
+    return update_changes(Path(out_dir) / GPKG_NAME, scene_id, other)
 
 
 def _unfinished_run(job: SceneJob) -> bool:
@@ -568,31 +614,104 @@ class StageTimer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
+#: Runs one stage: ``run(name, stage, *args)`` returns ``stage(*args)``. The CLI calls it (:func:`call_stage`);
+#: the flows run it as the Prefect task of that name (``flows/segment.py``).
+StageRunner = Callable[..., Any]
+
+
+def call_stage(name: str, stage: Callable[..., Any], *args: Any) -> Any:
+    """Run a stage as a plain call."""
+    return stage(*args)
+
+
+def _no_progress(job: SceneJob) -> Progress | None:
+    return None
+
+
+def _not_told(job: SceneJob, entry: CatalogEntry, counts: dict[str, int]) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class StageHooks:
+    """How a caller runs the one stage sequence: the CLI with plain calls and a progress bar, the flows
+    with a Prefect task per stage, a GPU slot and artifacts. The order of the stages is not a hook."""
+
+    #: Runs each stage (see :data:`StageRunner`).
+    run: StageRunner = call_stage
+    #: The block progress callback of a prepared scene (None: none).
+    progress: Callable[[SceneJob], Progress | None] = _no_progress
+    #: Held while the scene's blocks infer (a flow's GPU concurrency slot).
+    infer_slot: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    #: Told of the scene's quick-look and STAC item once written (a flow's preview artifact).
+    catalogued: Callable[[SceneJob, CatalogEntry, dict[str, int]], None] = _not_told
+
+
+@dataclass
+class Segmented:
+    """A scene through every stage up to the GeoPackage, ready to be published."""
+
+    job: SceneJob
+    store: WorkingStore
+    stream: ChunkStream
+    masks: MaskOutputs
+    layers: VectorLayers
+    timer: StageTimer = field(default_factory=StageTimer)
+
+
+def segment_until_publish(
+    scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, *, hooks: StageHooks = StageHooks(),
+    run_id: str | None = None, scene_id: str | None = None, journal_interval: float = 10.0,
+) -> Segmented:
+    """The stages up to the shared GeoPackage, in order: prepare, infer, publish-masks, vectorize.
+
+    Many scenes can run this half at once; :func:`publish_segmented` is the half that writes the GeoPackage,
+    which a batch runs one scene after another (SQLite has one writer).
+    """
+    timer, run = StageTimer(), hooks.run
+    with timer("prepare"):
+        job = run("prepare", prepare, scene_path, out_dir, config, run_id, scene_id)
+    progress = hooks.progress(job)
+    with vector_stream(job) as stream:
+        with hooks.infer_slot(), timer("infer"):
+            store = run("infer", infer_blocks, job, stream, progress, journal_interval)
+        with timer("publish-masks"):
+            masks = run("publish-masks", publish_masks, job, store)
+        with timer("vectorize"):
+            layers = run("vectorize", vectorize, job, store, stream)
+    return Segmented(job, store, stream, masks, layers, timer)
+
+
+def publish_segmented(done: Segmented, checksum: str | None = None, *, hooks: StageHooks = StageHooks()) -> SegmentResult:
+    """The stages from the GeoPackage on, in order: publish-vectors, changes, catalog, finish."""
+    job, timer, run = done.job, done.timer, hooks.run
+    with timer("publish-vectors"):
+        counts = run("publish-vectors", publish_vectors, job, done.layers, checksum)
+    with timer("changes"):
+        changes = run("changes", detect_changes, job)
+    with timer("catalog"):
+        entry = run("catalog", catalog_scene, job, counts, changes)
+    hooks.catalogued(job, entry, counts)
+    return run("finish", finish, job, done.store, done.stream, done.masks, counts, timer.seconds, changes)
+
+
 def segment_scene(
     scene_path: str | Path,
     out_dir: str | Path,
     config: SegmentConfig | None = None,
     *,
+    hooks: StageHooks = StageHooks(),
     progress: Progress | None = None,
     run_id: str | None = None,
     scene_id: str | None = None,
     journal_interval: float = 10.0,
 ) -> SegmentResult:
-    """Segment one scene into a mask COG and GeoPackage layers in ``out_dir``: every stage, in order."""
-    timer = StageTimer()
-    with timer("prepare"):
-        job = prepare(scene_path, out_dir, config or SegmentConfig(), run_id, scene_id)
-    with vector_stream(job) as stream:
-        with timer("infer"):
-            store = infer_blocks(job, stream, progress, journal_interval)
-        with timer("publish-masks"):
-            masks = publish_masks(job, store)
-        with timer("vectorize"):
-            layers = vectorize(job, store, stream)
-    with timer("publish-vectors"):
-        counts = publish_vectors(job, layers)
-    with timer("changes"):
-        changes = detect_changes(job)
-    with timer("catalog"):
-        catalog_scene(job, counts, changes)
-    return finish(job, store, stream, masks, counts, timer.seconds, changes)
+    """Segment one scene into a mask COG and GeoPackage layers in ``out_dir``: every stage, in order.
+
+    ``progress`` is called after each block (a shorthand for ``hooks.progress``).
+    """
+    if progress is not None:
+        hooks = dataclasses.replace(hooks, progress=lambda job: progress)
+    done = segment_until_publish(scene_path, out_dir, config or SegmentConfig(), hooks=hooks, run_id=run_id,
+                                 scene_id=scene_id, journal_interval=journal_interval)
+    return publish_segmented(done, hooks=hooks)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from rasterio.io import MemoryFile
 
-from flows.segment import THUMBNAIL_MAX_BYTES, reporting_progress, segment_scene
+from flows.segment import THUMBNAIL_MAX_BYTES, reporting_progress, segment_scene_flow
 from pipeline.config import SegmentConfig
 from tests.conftest import write_geotiff, write_tiny_checkpoint
 
@@ -51,7 +51,7 @@ def test_preview_artifact_embeds_a_small_thumbnail_and_names_the_full_png(tmp_pa
     model = _background_only_checkpoint(tmp_path / "background.pt")
     seen: list[tuple[int, int]] = []
     with reporting_progress(lambda done, total: seen.append((done, total))):
-        summary = segment_scene(str(scene), str(tmp_path / "out"),
+        summary = segment_scene_flow(str(scene), str(tmp_path / "out"),
                                 SegmentConfig(model=str(model), block_size=512, precision="fp32"))
     preview = tmp_path / "out" / "noisy_preview.png"
     assert preview.stat().st_size > 1_000_000, "the full quick-look is large: what the artifact must not embed"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.nightly import nightly
-from flows.segment import segment_scene
+from flows.segment import segment_scene_flow
 from pipeline.config import SegmentConfig
 from pipeline.vectors.gpkg import read_scenes
 from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
@@ -24,8 +24,8 @@ def test_segment_flow_writes_the_same_outputs_as_the_cli(smooth_scene, tmp_path,
     cli = CliRunner().invoke(app, ["segment", str(smooth_scene), "--out", str(tmp_path / "cli"), "--model",
                                    str(tiny_checkpoint), "--block-size", "96"])
     assert cli.exit_code == 0, cli.output
-    summary = segment_scene(str(smooth_scene), str(tmp_path / "flow"),
-                            SegmentConfig(model=str(tiny_checkpoint), block_size=96))
+    summary = segment_scene_flow(str(smooth_scene), str(tmp_path / "flow"),
+                                 SegmentConfig(model=str(tiny_checkpoint), block_size=96))
     np.testing.assert_array_equal(read_mask(summary["mask"]), read_mask(tmp_path / "cli" / "scene_mask.tif"))
     for layer in ("buildings", "roads", "road_centerlines"):
         assert read_features(summary["gpkg"], layer) == read_features(tmp_path / "cli" / "sceneseg.gpkg", layer)

@@ -81,3 +81,19 @@ def test_streamed_mask_agrees_with_one_forward_over_the_mirror_padded_image(smoo
     agreement = (whole == mask)[decided].mean()
     assert agreement >= 0.999, agreement
     assert (whole == mask).mean() >= 0.995
+
+
+def test_the_stages_run_once_in_one_order_whoever_runs_them(smooth_scene, tmp_path, tiny_checkpoint):
+    """The CLI and the flows run the one sequence of pipeline.stages; a caller only says how a stage runs."""
+    from pipeline.stages import StageHooks, segment_scene
+
+    ran: list[str] = []
+
+    def run(name, stage, *args):
+        ran.append(name)
+        return stage(*args)
+
+    result = segment_scene(smooth_scene, tmp_path / "out", SegmentConfig(model=str(tiny_checkpoint)),
+                           hooks=StageHooks(run=run))
+    assert ran == ["prepare", "infer", "publish-masks", "vectorize", "publish-vectors", "changes", "catalog", "finish"]
+    assert list(result.seconds) == [*ran[:-1], "total"]
