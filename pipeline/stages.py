@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import time
 import uuid
@@ -52,11 +53,12 @@ from pipeline.preflight import (
     release_claim,
     source_path,
 )
-from pipeline.raster.blend import FIXED_POINT, NODATA_CLASS, UnitAssembler, UnitResult
+from pipeline.raster.blend import FIXED_POINT, NODATA_CLASS
 from pipeline.raster.blocks import BlockJob
-from pipeline.raster.execute import dask_client, local_gpu_count, run_blocks
+from pipeline.raster.execute import local_gpu_count
 from pipeline.raster.infer import InferenceSettings, default_batch_size, usable_cores
 from pipeline.raster.journal import BlockJournal
+from pipeline.raster.run import BlockPolicy, Inferred, infer_scene
 from pipeline.raster.read import model_grid, write_resampled_view
 from pipeline.raster.scene import (
     SceneInfo,
@@ -389,69 +391,20 @@ def _fingerprint(job: SceneJob) -> dict:
 
 def infer_blocks(
     job: SceneJob, stream: ChunkStream | None = None, progress: Progress | None = None, journal_interval: float = 10.0
-) -> WorkingStore:
-    """Run every block not yet journaled, write each unit into the working store once, and checkpoint.
+) -> Inferred:
+    """Run every block not yet journaled into the scene's working store (``pipeline.raster.run``), with the
+    run's policy: the cluster, and blocks in flight to keep every local device busy.
 
     ``stream`` (the scene's :func:`vector_stream`) is told of every region of the mask that is final,
     resumed ones included; without one, ``vectorize`` is not possible afterwards.
     """
-    plan = job.plan
-    # The journal first: it clears a working directory left by a different scene, model or plan.
-    journal = BlockJournal(job.work_dir, _fingerprint(job), plan, interval=journal_interval)
-    store = WorkingStore(job.work_dir, plan.scene)
-    if job.resampled:
-        write_resampled_view(job.scene.path, job.run_grid, job.block_job.scene_path)
-    if stream is not None:
-        stream.start(store.reader())
-        for unit in plan.units:
-            resumed = unit.key in journal.written_units
-            resumed |= len(unit.contributors) == 1 and unit.contributors[0] in journal.done_blocks
-            if resumed:
-                stream.final(unit.region)
-    assembler = UnitAssembler()
-    indices = [b.index for b in plan.blocks() if b.index not in journal.done_blocks]
-    total = plan.n_blocks.size
-    done = total - len(indices)
-    if progress:
-        progress(done, total)
-
-    units = {u.region: u for u in plan.units}
-
-    def write(results: list[UnitResult]) -> None:
-        for result in results:
-            store.write(result)
-            unit = units[result.region]
-            if len(unit.contributors) > 1:
-                journal.unit_written(unit.key)
-            if stream is not None:
-                stream.final(result.region)
-
-    write(assembler.add(journal.saved_partials()))
+    view = functools.partial(write_resampled_view, job.scene.path, job.run_grid, job.block_job.scene_path)
     gpus = local_gpu_count(job.config.device) if job.config.dask_address is None else 0
-    # Keep every device busy: at least two blocks in flight per GPU (one inferring, one being read).
-    in_flight = max(job.config.max_in_flight, 2 * gpus)
-    # Fewer blocks to run than --max-in-flight: fewer worker threads, so each CPU forward gets the cores the
-    # idle threads would have held (torch threads are cores / worker threads): a one-block scene ran its
-    # forwards on one of two cores (an 1800^2 scene's infer stage 2.8-3.3 s, against 2.6-2.8 s on both).
-    threads = max(1, min(job.config.max_in_flight, len(indices)))
-    forward_threads, batch_sizes = set(), set()
-    with dask_client(job.config.dask_address, threads, gpus) as client:
-        for output in run_blocks(client, job.block_job, indices, in_flight):
-            forward_threads.add(output.threads)
-            batch_sizes.add(output.batch_size)
-            write(output.finals)
-            journal.block_done(output.index, output.partials)
-            write(assembler.add(output.partials))
-            journal.maybe_checkpoint(store.flush)
-            done += 1
-            if progress:
-                progress(done, total)
-    journal.checkpoint(store.flush)
-    store.resumed_blocks = total - len(indices)
-    store.forward_threads, store.forward_batch_sizes = sorted(forward_threads), sorted(batch_sizes)
-    if assembler.pending_units:
-        raise RuntimeError(f"{assembler.pending_units} seams never completed: the block plan is inconsistent")
-    return store
+    # At least two blocks in flight per GPU: one inferring, one being read.
+    policy = BlockPolicy(job.config.dask_address, in_flight=max(job.config.max_in_flight, 2 * gpus),
+                         threads=job.config.max_in_flight, gpus=gpus)
+    return infer_scene(job.block_job, job.work_dir, _fingerprint(job), policy, regions=stream, progress=progress,
+                       journal_interval=journal_interval, write_source=view if job.resampled else None)
 
 
 @dataclass(frozen=True)
@@ -525,7 +478,7 @@ def vector_stream(job: SceneJob) -> Iterator[ChunkStream]:
         stream.close()
 
 
-def vectorize(job: SceneJob, store: WorkingStore, stream: ChunkStream) -> VectorLayers:
+def vectorize(job: SceneJob, stream: ChunkStream) -> VectorLayers:
     """Polygons and centerlines of the scene's mask, stitched across chunks, in the scene CRS.
 
     Only the chunks that ``stream`` (which ran beside ``infer_blocks``) has not finished are run now.
@@ -563,26 +516,30 @@ def detect_changes(job: SceneJob) -> dict | None:
 
 
 def finish(
-    job: SceneJob, store: WorkingStore, stream: ChunkStream, masks: MaskOutputs, counts: dict[str, int],
+    job: SceneJob, inferred: Inferred, stream: ChunkStream, masks: MaskOutputs, counts: dict[str, int],
     seconds: dict[str, float], changes: dict | None = None,
 ) -> SegmentResult:
     """Save the run's settings and summary beside the outputs, remove the working directory, say what was done."""
+    report = inferred.report
     result = SegmentResult(
         scene_id=job.scene.scene_id, mask_path=masks.mask, gpkg_path=job.gpkg_path, confidence_path=masks.confidence,
         counts=counts, blocks=job.plan.n_blocks.size, tiles=job.plan.n_tiles.size,
-        tile_overhead=job.plan.tile_overhead, resumed_blocks=store.resumed_blocks,
+        tile_overhead=job.plan.tile_overhead, resumed_blocks=report.resumed_blocks,
         seconds=seconds | {"total": sum(seconds.values())}, vector_chunks=len(stream.chunks),
-        vector_chunks_during_inference=stream.started_before_last_region, forward_threads=store.forward_threads,
-        forward_batch_sizes=store.forward_batch_sizes, changes=changes,
+        vector_chunks_during_inference=stream.started_before_last_region,
+        forward_threads=list(report.forward_threads), forward_batch_sizes=list(report.forward_batch_sizes),
+        changes=changes,
     )
-    device = resolve_device(job.config.device)
-    dtype, why = choose_precision(device, job.config.precision)
     # What the workers ran (a remote cluster's GPUs, say, not this machine's default); this machine's
     # resolution only when every block was resumed; a list when workers of different kinds ran them.
+    device = resolve_device(job.config.device)
+    local = choose_precision(device, job.config.precision)
+    precisions = [{"autocast": autocast, "why": why} for autocast, why in report.precisions] or [
+        {"autocast": str(local[0]).removeprefix("torch.") if local[0] else "fp32", "why": local[1]}]
     batch_sizes = result.forward_batch_sizes or [job.config.batch_size or default_batch_size(device)]
     record = {"scene": str(job.scene.path.resolve()), "config": job.config.model_dump(mode="json"),
               "checkpoint": str(job.checkpoint),
-              "precision": {"autocast": str(dtype).removeprefix("torch.") if dtype else "fp32", "why": why},
+              "precision": precisions[0] if len(precisions) == 1 else precisions,
               "batch_size": batch_sizes[0] if len(batch_sizes) == 1 else batch_sizes,
               "model": job.checkpoint_id, "run_id": job.run_id, "created_at": job.created_at,
               "result": result.summary()}
@@ -594,7 +551,7 @@ def finish(
         tmp.unlink(missing_ok=True)
         raise OutputError(f"{job.run_path}: could not write the run record ({exc}). Check free space and "
                           "permissions, then run the same command again (it resumes).") from exc
-    store.remove()
+    inferred.store.remove()
     release_claim(job.out_dir, job.scene.scene_id)
     return result
 
@@ -652,7 +609,7 @@ class Segmented:
     """A scene through every stage up to the GeoPackage, ready to be published."""
 
     job: SceneJob
-    store: WorkingStore
+    inferred: Inferred
     stream: ChunkStream
     masks: MaskOutputs
     layers: VectorLayers
@@ -674,12 +631,12 @@ def segment_until_publish(
     progress = hooks.progress(job)
     with vector_stream(job) as stream:
         with hooks.infer_slot(), timer("infer"):
-            store = run("infer", infer_blocks, job, stream, progress, journal_interval)
+            inferred = run("infer", infer_blocks, job, stream, progress, journal_interval)
         with timer("publish-masks"):
-            masks = run("publish-masks", publish_masks, job, store)
+            masks = run("publish-masks", publish_masks, job, inferred.store)
         with timer("vectorize"):
-            layers = run("vectorize", vectorize, job, store, stream)
-    return Segmented(job, store, stream, masks, layers, timer)
+            layers = run("vectorize", vectorize, job, stream)
+    return Segmented(job, inferred, stream, masks, layers, timer)
 
 
 def publish_segmented(done: Segmented, checksum: str | None = None, *, hooks: StageHooks = StageHooks()) -> SegmentResult:
@@ -692,7 +649,7 @@ def publish_segmented(done: Segmented, checksum: str | None = None, *, hooks: St
     with timer("catalog"):
         entry = run("catalog", catalog_scene, job, counts, changes)
     hooks.catalogued(job, entry, counts)
-    return run("finish", finish, job, done.store, done.stream, done.masks, counts, timer.seconds, changes)
+    return run("finish", finish, job, done.inferred, done.stream, done.masks, counts, timer.seconds, changes)
 
 
 def segment_scene(

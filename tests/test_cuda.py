@@ -25,7 +25,7 @@ def test_gpu_bf16_agrees_with_cpu_fp32(tmp_path):
         config = SegmentConfig(model=DEMO_MODEL, device=device, precision=precision, block_size=1024,
                                overwrite=True)
         job = prepare(scene.path, tmp_path / device, config)
-        mask_path = publish_masks(job, infer_blocks(job, journal_interval=0)).mask
+        mask_path = publish_masks(job, infer_blocks(job, journal_interval=0).store).mask
         masks[device] = read_mask(mask_path)
     agreement = (masks["cuda"] == masks["cpu"]).mean()
     assert agreement >= 0.995, agreement

@@ -48,8 +48,8 @@ def test_vectorizing_while_inferring_gives_the_layers_of_the_finished_mask(tmp_p
     config = SegmentConfig(model=str(tiny_checkpoint), block_size=64, vector_chunk_size=64, max_in_flight=2)
     job = stages.prepare(scene, tmp_path / "out", config)
     with stages.vector_stream(job) as stream:
-        store = stages.infer_blocks(job, stream)
-        layers = stages.vectorize(job, store, stream)
+        store = stages.infer_blocks(job, stream).store
+        layers = stages.vectorize(job, stream)
     assert len(stream.chunks) == 30 and len(layers.buildings) > 10
     # Most chunks are polygonized before the last block is in; only the last row of chunks waits.
     assert 0 < stream.started_before_last_region < len(stream.chunks)
@@ -285,3 +285,21 @@ def test_the_dashboard_is_served_on_loopback_when_asked(smooth_scene, tmp_path, 
     with pytest.raises(ConfigError, match="SCENESEG_DASK_DASHBOARD='localhost:dash'.*127.0.0.1:8787"):
         with dask_client(None, 1):
             pass
+
+
+def test_the_run_record_states_the_precision_the_workers_ran(smooth_scene, tmp_path, tiny_checkpoint):
+    """A remote GPU worker runs bf16 while the client that writes the record is a CPU: the record says what
+    the blocks ran in, as the workers report it, not what this machine would choose."""
+    config = SegmentConfig(model=str(tiny_checkpoint), precision="fp32", block_size=96)
+    job = stages.prepare(smooth_scene, tmp_path / "out", config)
+    with stages.vector_stream(job) as stream:
+        inferred = stages.infer_blocks(job, stream)
+        assert inferred.report.precisions == (("fp32", "fp32 asked for"),)
+        masks = stages.publish_masks(job, inferred.store)
+        layers = stages.vectorize(job, stream)
+    counts = stages.publish_vectors(job, layers)
+    remote = dataclasses.replace(inferred, report=dataclasses.replace(
+        inferred.report, precisions=(("bfloat16", "auto: bf16 autocast on CUDA"),)))
+    stages.finish(job, remote, stream, masks, counts, {})
+    record = json.loads(job.run_path.read_text())
+    assert record["precision"] == {"autocast": "bfloat16", "why": "auto: bf16 autocast on CUDA"}

@@ -18,7 +18,7 @@ from tests.conftest import UTM, smooth_image, write_geotiff, write_tiny_checkpoi
 
 def _mask(scene, out, checkpoint, block_size=48, **options) -> np.ndarray:
     job = prepare(scene, out, SegmentConfig(model=str(checkpoint), overwrite=True, block_size=block_size, **options))
-    store = infer_blocks(job, journal_interval=0)
+    store = infer_blocks(job, journal_interval=0).store
     with rasterio.open(publish_masks(job, store).mask) as ds:
         return ds.read(1)
 

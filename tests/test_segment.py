@@ -15,7 +15,7 @@ from pipeline.stages import infer_blocks, prepare, publish_masks
 def _mask(scene, out, checkpoint, **options):
     config = SegmentConfig(model=str(checkpoint), overwrite=True, **options)
     job = prepare(scene, out, config)
-    store = infer_blocks(job, journal_interval=0)
+    store = infer_blocks(job, journal_interval=0).store
     mask_path = publish_masks(job, store).mask
     with rasterio.open(mask_path) as ds:
         return ds.read(1), store, job

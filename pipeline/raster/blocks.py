@@ -49,6 +49,8 @@ class BlockOutput:
     #: torch threads its forwards ran on (the worker thread's share of the cores on a CPU), and tiles a forward.
     threads: int
     batch_size: int
+    #: The autocast its forwards ran in (``bfloat16``, ``fp32``, ...) and why, decided on the worker.
+    precision: tuple[str, str]
 
 
 def tile_views(image: np.ndarray, block: Block) -> list[np.ndarray]:
@@ -138,4 +140,5 @@ def process_block(job: BlockJob, index: tuple[int, int]) -> BlockOutput:
         valid = None if core.all() else core.copy()  # a copy: seam partials keep it, not the whole extent's
     del image
     finals, partials = split_block(plan, block, acc, valid)
-    return BlockOutput(index, finals, partials, len(block.tiles), torch.get_num_threads(), predictor.batch_size)
+    return BlockOutput(index, finals, partials, len(block.tiles), torch.get_num_threads(), predictor.batch_size,
+                       predictor.precision)

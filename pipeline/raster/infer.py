@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from models.checkpoint import load_checkpoint
-from models.device import Precision, autocast_dtype, resolve_device
+from models.device import Precision, choose_precision, resolve_device
 from models.fuse import fold_batchnorm
 from pipeline.errors import ConfigError
 from pipeline.raster.read import fill_invalid
@@ -133,7 +133,9 @@ class Predictor:
         #: Tiles per forward: the setting, else the device's default.
         self.batch_size = settings.batch_size or default_batch_size(self.device)
         self.activation = activation
-        self.autocast_dtype = autocast_dtype(self.device, settings.precision)
+        self.autocast_dtype, why = choose_precision(self.device, settings.precision)
+        #: The precision its forwards run in and why, as the run record states it (this machine's answer).
+        self.precision = (str(self.autocast_dtype).removeprefix("torch.") if self.autocast_dtype else "fp32", why)
         # channels_last on the CPU too: oneDNN's convolutions run NHWC natively (the Lite0 U-Net 0.51 against
         # 0.32 Mpx/s in NCHW, batch 4 of 512^2, 2 threads).
         self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format

@@ -141,11 +141,6 @@ class WorkingStore:
                 f"{self.directory}: cannot hold the working arrays of {shape.rows} x {shape.cols} pixels ({exc}). "
                 "Free space on that disk (or fix its permissions) and run the same command again."
             ) from exc
-        #: Blocks a resumed run found already done, and the torch threads and batch sizes the blocks'
-        #: forwards ran with, as the workers report them (set by the run loop).
-        self.resumed_blocks = 0
-        self.forward_threads: list[int] = []
-        self.forward_batch_sizes: list[int] = []
 
     def write(self, unit: UnitResult) -> None:
         """Write a final unit; every pixel of the scene is written exactly once per run."""
