@@ -14,6 +14,7 @@ import numpy as np
 import shapely
 
 from pipeline.errors import ConfigError
+from pipeline.vectors.matching import match_by_iou
 
 __all__ = [
     "BuildingScores",
@@ -105,24 +106,7 @@ def match_buildings(pred: Geometries, truth: Geometries, iou_threshold: float = 
     pred = _same_crs(pred, truth)
     p = _geometry_array(pred, "predicted buildings")
     t = _geometry_array(truth, "true buildings")
-    ious = np.empty(0)
-    if p.size and t.size:
-        pi, ti = shapely.STRtree(t).query(p, predicate="intersects")
-        inter = shapely.area(shapely.intersection(p[pi], t[ti]))
-        union = shapely.area(p)[pi] + shapely.area(t)[ti] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        keep = iou >= iou_threshold
-        pi, ti, iou = pi[keep], ti[keep], iou[keep]
-        # Stable sort: equal IoUs keep index order, so the result is deterministic.
-        order = np.argsort(-iou, kind="stable")
-        used_p = np.zeros(p.size, dtype=bool)
-        used_t = np.zeros(t.size, dtype=bool)
-        matched = []
-        for k in order:
-            if not used_p[pi[k]] and not used_t[ti[k]]:
-                used_p[pi[k]] = used_t[ti[k]] = True
-                matched.append(iou[k])
-        ious = np.asarray(matched)
+    ious = match_by_iou(p, t, iou_threshold)[2]
     tp = int(ious.size)
     fp, fn = int(p.size) - tp, int(t.size) - tp
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)

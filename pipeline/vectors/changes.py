@@ -42,7 +42,6 @@ import itertools
 import logging
 import math
 import os
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -64,8 +63,9 @@ from shapely.geometry import box
 
 from pipeline.errors import ConfigError, OutputError, SceneSegError
 from pipeline.metadata import acquisition_time
-from pipeline.vectors.gpkg import BUSY_TIMEOUT_S, GPKG_VERSION, read_scenes
+from pipeline.vectors.gpkg import BUSY_TIMEOUT_S, GPKG_VERSION, grow_extent, read_scenes, staged_transaction
 from pipeline.vectors.instances import NODATA
+from pipeline.vectors.matching import match_by_iou
 from pipeline.vectors.styles import write_default_styles
 
 __all__ = [
@@ -190,8 +190,9 @@ def _match(earlier: np.ndarray, later: np.ndarray, min_iou: float) -> tuple[np.n
     """One-to-one matches by IoU, highest first: for each earlier building its later index (-1: none), and its IoU."""
     match = np.full(earlier.size, -1, dtype=np.int64)
     ious = np.zeros(earlier.size)
-    if earlier.size == 0 or later.size == 0:
-        return match, ious
+    ei, li, iou = match_by_iou(earlier, later, min_iou)
+    match[ei], ious[ei] = li, iou
+    return match, ious
     ei, li = shapely.STRtree(later).query(earlier, predicate="intersects")
     inter = shapely.area(shapely.intersection(earlier[ei], later[li]))
     union = shapely.area(earlier)[ei] + shapely.area(later)[li] - inter
@@ -593,41 +594,18 @@ def _quote(name: str) -> str:
 
 def _commit(path: Path, stage: Path, pairs: list[tuple[str, str]], timeout: float) -> None:
     """Replace the rows of ``pairs`` (scene ids, either order) by the staged ones, in one transaction."""
-    # The GeoPackage's R-tree triggers call ST_* functions that GDAL registers on its own connections.
-    from pipeline.vectors.gpkg import _register_gpkg_functions
-
-    con = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-    try:
-        _register_gpkg_functions(con)
-        con.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        con.execute("ATTACH DATABASE ? AS stage", (str(stage),))
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            table = _quote(CHANGES_LAYER)
-            geom = con.execute("SELECT column_name FROM main.gpkg_geometry_columns WHERE table_name = ?",
-                               (CHANGES_LAYER,)).fetchone()[0]
-            con.execute(f"CREATE INDEX IF NOT EXISTS main.idx_building_changes_pair ON {table} (scene_id, earlier_scene_id)")
-            for earlier, later in pairs:
-                con.execute(f"DELETE FROM main.{table} WHERE (scene_id = ? AND earlier_scene_id = ?) OR "
-                            "(scene_id = ? AND earlier_scene_id = ?)", (later, earlier, earlier, later))
-            columns = ", ".join(_quote(c) for c in (geom, *CHANGE_COLUMNS))
-            con.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM stage.{table} ORDER BY fid")
-            extent = con.execute("SELECT min_x, min_y, max_x, max_y FROM stage.gpkg_contents WHERE table_name = ?",
-                                 (CHANGES_LAYER,)).fetchone()
-            if extent is not None and None not in extent:
-                con.execute(
-                    "UPDATE main.gpkg_contents SET min_x = min(coalesce(min_x, :x0), :x0), "
-                    "min_y = min(coalesce(min_y, :y0), :y0), max_x = max(coalesce(max_x, :x1), :x1), "
-                    "max_y = max(coalesce(max_y, :y1), :y1), last_change = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-                    "WHERE table_name = :t", dict(zip(("x0", "y0", "x1", "y1"), extent, strict=True), t=CHANGES_LAYER),
-                )
-            write_default_styles(con, [CHANGES_LAYER])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    finally:
-        con.close()
+    with staged_transaction(path, stage, timeout) as con:
+        table = _quote(CHANGES_LAYER)
+        geom = con.execute("SELECT column_name FROM main.gpkg_geometry_columns WHERE table_name = ?",
+                           (CHANGES_LAYER,)).fetchone()[0]
+        con.execute(f"CREATE INDEX IF NOT EXISTS main.idx_building_changes_pair ON {table} (scene_id, earlier_scene_id)")
+        for earlier, later in pairs:
+            con.execute(f"DELETE FROM main.{table} WHERE (scene_id = ? AND earlier_scene_id = ?) OR "
+                        "(scene_id = ? AND earlier_scene_id = ?)", (later, earlier, earlier, later))
+        columns = ", ".join(_quote(c) for c in (geom, *CHANGE_COLUMNS))
+        con.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM stage.{table} ORDER BY fid")
+        grow_extent(con, CHANGES_LAYER)
+        write_default_styles(con, [CHANGES_LAYER])
 
 
 def publish_changes(

@@ -35,6 +35,8 @@ import os
 import shutil
 import sqlite3
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +55,7 @@ from pipeline.vectors.styles import write_default_styles
 __all__ = [
     "GPKG_NAME",
     "SceneRecord", "publish_scene", "read_scenes", "published_checksums", "published_path", "layer_crs", "SCENES_LAYER",
-    "BUSY_TIMEOUT_S", "GPKG_VERSION", "check_gpkg", "published_status",
+    "BUSY_TIMEOUT_S", "GPKG_VERSION", "check_gpkg", "published_status", "staged_transaction", "grow_extent",
 ]  # fmt: skip
 
 _GEOMETRY_TYPES = {**{s.name: s.geometry_type for s in FEATURE_LAYERS}, SCENES_LAYER: "Polygon"}
@@ -299,16 +301,7 @@ def _move_layer(con: sqlite3.Connection, table: str, scene_id: str) -> None:
     targets = ", ".join(_quote(c) for c in [main_geom, *attrs])
     sources = ", ".join([geometry, *(_quote(c) for c in attrs)])
     con.execute(f"INSERT INTO main.{q} ({targets}) SELECT {sources} FROM stage.{q} ORDER BY fid")
-    extent = con.execute(
-        "SELECT min_x, min_y, max_x, max_y FROM stage.gpkg_contents WHERE lower(table_name) = lower(?)", (table,)
-    ).fetchone()
-    if extent is not None and None not in extent:
-        con.execute(
-            "UPDATE main.gpkg_contents SET min_x = min(coalesce(min_x, :x0), :x0), min_y = min(coalesce(min_y, :y0), :y0),"
-            " max_x = max(coalesce(max_x, :x1), :x1), max_y = max(coalesce(max_y, :y1), :y1),"
-            " last_change = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE lower(table_name) = lower(:t)",
-            dict(zip(("x0", "y0", "x1", "y1"), extent, strict=True), t=table),
-        )
+    grow_extent(con, table)
     counted = con.execute(
         "SELECT count(*) FROM main.sqlite_master WHERE type = 'trigger' AND name = ?",
         (f"trigger_insert_feature_count_{table}",),
@@ -320,12 +313,13 @@ def _move_layer(con: sqlite3.Connection, table: str, scene_id: str) -> None:
         )  # fmt: skip
 
 
-def _commit_staged(path: Path, stage: Path, scene_id: str, timeout: float, keep_published: bool = False) -> bool:
-    """Move the staged layers into the GeoPackage in one transaction, waiting for other writers.
+@contextmanager
+def staged_transaction(path: Path, stage: Path, timeout: float) -> Iterator[sqlite3.Connection]:
+    """A write transaction on the GeoPackage with a staging GeoPackage attached as ``stage``.
 
-    ``keep_published``: a failure record, which never replaces a scene published ``ok`` (a refused or failed
-    re-run must not delete what an earlier run published); checked inside the transaction, so a concurrent
-    publish cannot slip in between. Returns whether anything was written.
+    ``BEGIN IMMEDIATE`` takes the write lock up front and ``busy_timeout`` waits for another writer; the
+    GeoPackage's R-tree triggers find their ``ST_*`` functions; the body's statements commit together, or
+    roll back on any error. Leaving the body with the transaction rolled back already is allowed.
     """
     con = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     try:
@@ -334,18 +328,45 @@ def _commit_staged(path: Path, stage: Path, scene_id: str, timeout: float, keep_
         con.execute("ATTACH DATABASE ? AS stage", (str(stage),))
         con.execute("BEGIN IMMEDIATE")
         try:
-            if keep_published and _status(con, scene_id) == "ok":
-                con.execute("ROLLBACK")
-                return False
-            for table in _GEOMETRY_TYPES:
-                _move_layer(con, table, scene_id)
-            write_default_styles(con, _GEOMETRY_TYPES)  # QGIS default styles, for layers that have none yet
-            con.execute("COMMIT")
+            yield con
+            if con.in_transaction:
+                con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            if con.in_transaction:
+                con.execute("ROLLBACK")
             raise
     finally:
         con.close()
+
+
+def grow_extent(con: sqlite3.Connection, table: str) -> None:
+    """Inside a staged transaction: grow ``gpkg_contents``' extent of ``table`` by the staged rows' extent."""
+    extent = con.execute(
+        "SELECT min_x, min_y, max_x, max_y FROM stage.gpkg_contents WHERE lower(table_name) = lower(?)", (table,)
+    ).fetchone()
+    if extent is not None and None not in extent:
+        con.execute(
+            "UPDATE main.gpkg_contents SET min_x = min(coalesce(min_x, :x0), :x0), min_y = min(coalesce(min_y, :y0), :y0),"
+            " max_x = max(coalesce(max_x, :x1), :x1), max_y = max(coalesce(max_y, :y1), :y1),"
+            " last_change = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE lower(table_name) = lower(:t)",
+            dict(zip(("x0", "y0", "x1", "y1"), extent, strict=True), t=table),
+        )
+
+
+def _commit_staged(path: Path, stage: Path, scene_id: str, timeout: float, keep_published: bool = False) -> bool:
+    """Move the staged layers into the GeoPackage in one transaction, waiting for other writers.
+
+    ``keep_published``: a failure record, which never replaces a scene published ``ok`` (a refused or failed
+    re-run must not delete what an earlier run published); checked inside the transaction, so a concurrent
+    publish cannot slip in between. Returns whether anything was written.
+    """
+    with staged_transaction(path, stage, timeout) as con:
+        if keep_published and _status(con, scene_id) == "ok":
+            con.execute("ROLLBACK")
+            return False
+        for table in _GEOMETRY_TYPES:
+            _move_layer(con, table, scene_id)
+        write_default_styles(con, _GEOMETRY_TYPES)  # QGIS default styles, for layers that have none yet
     return True
 
 
