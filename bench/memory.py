@@ -102,12 +102,17 @@ def segment_command(scene: Path, out: Path, model: Path, args: argparse.Namespac
     ]
 
 
-def run_measured(command: list[str], log: Path, interval: float) -> dict:
-    """Run ``command``, sampling its process tree; the peaks, its ru_maxrss, exit code and seconds."""
+def run_measured(command: list[str], log: Path, interval: float, cores: set[int] | None = None) -> dict:
+    """Run ``command``, sampling its process tree; the peaks, its ru_maxrss, exit code, seconds and CPU seconds.
+
+    ``cores``: the CPUs the command may run on (its affinity, which the pipeline sizes its threads by).
+    CPU seconds are the child's and those of its descendants it reaped (the vector chunk processes).
+    """
     started = time.perf_counter()
     with log.open("w") as fh:
         proc = subprocess.Popen(command, cwd=common.ROOT, env=common.child_env(), stdout=fh,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT,
+                                preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
         with common.TreeMemorySampler(proc.pid, interval) as sampler:
             # wait4 gives this child's own rusage; RUSAGE_CHILDREN would be the maximum over all runs so far.
             _, status, usage = os.wait4(proc.pid, 0)
@@ -121,6 +126,7 @@ def run_measured(command: list[str], log: Path, interval: float) -> dict:
         "peak_rss_at_s": round(sampler.peak_rss_at, 2),
         "peak_anon_rss_at_s": round(sampler.peak_anon_at, 2),
         "ru_maxrss_mib": round(usage.ru_maxrss / 1024, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "samples": sampler.samples,
     }
 

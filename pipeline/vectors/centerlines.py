@@ -1,13 +1,17 @@
-"""Road centerlines: skeletons of the road mask, chunk by chunk, merged into one line network.
+"""Road centerlines: skeletons of the road mask, chunk by chunk, merged into line networks cell by cell.
 
 Each chunk is skeletonized with a halo of context, so that near the chunk's edges its skeleton is the
 one the whole image would give; only skeleton pixels in the chunk's core are kept. The core skeleton
 becomes its pixel graph (one segment per 8-adjacency, diagonal steps dropped where a 4-neighbour already
-joins the two pixels), which GEOS's line merger joins into paths between junctions and ends. Skeleton
-pixels adjacent across a core edge are joined by one-pixel *connectors*, emitted by the chunk that holds
-the earlier pixel in raster order, so that every adjacency is drawn exactly once whatever the chunk size.
-The network is then merged through degree-2 nodes and pruned of short spurs. Lines are in pixel
-coordinates (x = col + 0.5, y = row + 0.5, the pixel centres); the caller maps them to the ground.
+joins the two pixels), which GEOS's line merger joins into paths between junctions and ends. A step between
+skeleton pixels on either side of a core edge is a *connector*; each of the two chunks draws its half, up to
+the step's midpoint on the edge, so no line leaves its chunk's core. Lines are in pixel coordinates
+(x = col + 0.5, y = row + 0.5, the pixel centres), so a vertex with an integer coordinate is always such a
+cut point. :func:`split_lines` cuts lines the same way at the cells of a
+:class:`~pipeline.vectors.polygonize.CellGrid`; :func:`merge_centerlines` joins a cell's pieces through
+degree-2 nodes (dropping the cut points inside it, so a connector is the step the whole image gives,
+whatever the chunk size) and prunes short spurs; ends on cell lines continue in the next cell and are never
+pruned. The caller maps the lines to the ground.
 
 Why not skan: its path graph is built by numba functions that are compiled in every new process (6.7 s
 measured, against 0.5 s of actual work on an 8192^2 scene), and ``shapely.line_merge`` does the same
@@ -24,20 +28,22 @@ from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from pipeline.grid import Region, Shape2d
+from pipeline.vectors.polygonize import CellGrid
 
-__all__ = ["skeleton_lines", "merge_centerlines"]
+__all__ = ["skeleton_lines", "drop_road_specks", "split_lines", "merge_centerlines"]
 
 # Offsets to the neighbours that come later in raster order: each 8-adjacency is seen once.
 _FORWARD = ((0, 1), (1, -1), (1, 0), (1, 1))
 _EIGHT = np.ones((3, 3), dtype=bool)
+_CROSS = ndimage.generate_binary_structure(2, 1)
 
 
 def _small_components(
-    binary: np.ndarray, max_px: int, open_sides: tuple[bool, bool, bool, bool]
+    binary: np.ndarray, max_px: int, open_sides: tuple[bool, bool, bool, bool], structure: np.ndarray = _EIGHT
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels (8-connected), pixel count per label, and which labels are small: under ``max_px`` pixels
-    and touching no open side. Sides are (top, bottom, left, right)."""
-    labels, n = ndimage.label(binary, structure=_EIGHT)
+    """Labels (8-connected by default), pixel count per label, and which labels are small: under ``max_px``
+    pixels and touching no open side. Sides are (top, bottom, left, right)."""
+    labels, n = ndimage.label(binary, structure=structure)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     small = sizes < max_px
     small[0] = False
@@ -51,14 +57,41 @@ def _edges(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return a[0], a[-1], a[:, 0], a[:, -1]
 
 
-def _drop_small(binary: np.ndarray, max_px: int, open_sides: tuple[bool, bool, bool, bool]) -> np.ndarray:
+def _drop_small(
+    binary: np.ndarray, max_px: int, open_sides: tuple[bool, bool, bool, bool], structure: np.ndarray = _EIGHT
+) -> np.ndarray:
     """Remove components under ``max_px`` pixels, except those touching an open side.
 
     An open side is a window edge inside the scene: a component touching it may be larger than the
     window shows, so it is kept and the chunk that sees all of it decides.
     """
-    labels, _, small = _small_components(binary, max_px, open_sides)
+    labels, _, small = _small_components(binary, max_px, open_sides, structure)
     return binary & ~small[labels] if small.any() else binary
+
+
+def _open_sides(window: Region, scene: Shape2d) -> tuple[bool, bool, bool, bool]:
+    """Which edges of ``window`` lie inside the scene (top, bottom, left, right)."""
+    return window.row > 0, window.row_stop < scene.rows, window.col > 0, window.col_stop < scene.cols
+
+
+def drop_road_specks(road: np.ndarray, window: Region, scene: Shape2d, min_component_px: int) -> np.ndarray:
+    """The road mask of ``window`` without its polygons (4-connected components) under ``min_component_px``.
+
+    The rule the road polygons of the whole image would be filtered by, applied to the pixels before they
+    are polygonized and split into cells: a piece of a large road cut off by a cell line is kept, and a speck
+    is dropped whichever cells it straddles. A component that reaches a window edge inside the scene is
+    kept here (the chunk that sees all of it decides); with a halo wider than the longest speck every
+    chunk decides as the whole image would.
+    """
+    road = np.asarray(road, dtype=bool)
+    if min_component_px <= 0 or not road.any():
+        return road
+    # Labelled over the road's bounding box and a ring of background: no component reaches the box's sides
+    # inside the window, so the window's open sides are the box's.
+    box = _box(road, 1)
+    out = np.zeros_like(road)
+    out[box] = _drop_small(road[box], min_component_px, _open_sides(window, scene), _CROSS)
+    return out
 
 
 def _box(binary: np.ndarray, margin: int) -> tuple[slice, slice] | None:
@@ -81,7 +114,7 @@ def _clean_road(road: np.ndarray, window: Region, scene: Shape2d, min_component_
     """
     if min_component_px <= 0:
         return road
-    open_sides = (window.row > 0, window.row_stop < scene.rows, window.col > 0, window.col_stop < scene.cols)
+    open_sides = _open_sides(window, scene)
     # A margin whose ring alone holds min_component_px pixels: the outer background is seldom small.
     box = _box(road, 1 + math.isqrt(min_component_px))
     if box is None:
@@ -120,7 +153,8 @@ def skeleton_lines(
         min_component_px: road specks and holes smaller than this are removed before skeletonizing.
 
     Returns:
-        LineStrings in scene pixel coordinates, split wherever a connector attaches.
+        LineStrings in scene pixel coordinates inside the core, split wherever a connector attaches,
+        with the half of every connector that lies in the core.
     """
     road = np.asarray(road, dtype=bool)
     if not road.any():  # most chunks of a rural or coastal scene: nothing to clean or thin
@@ -131,8 +165,8 @@ def skeleton_lines(
     if not core_skel.any():
         return np.zeros(0, dtype=object)
 
-    # Connectors between core pixels and skeleton neighbours outside the core. Only those to later
-    # neighbours are drawn here (the other chunk draws the rest), but paths must end at all of them.
+    # Connectors between core pixels and skeleton neighbours outside the core: the half up to the core
+    # edge is drawn here (the other chunk draws the other half), and paths end at every one of them.
     pr, pc = np.nonzero(core_skel)
     pr, pc = pr + rows.start, pc + cols.start  # window coordinates
     r0, c0, r1, c1 = rows.start, cols.start, rows.stop, cols.stop
@@ -149,9 +183,8 @@ def skeleton_lines(
             # one-pixel triangles.
             idx = idx[~(skel[pr[idx], qc[idx]] | skel[qr[idx], pc[idx]])]
         attach[pr[idx] - r0, pc[idx] - c0] = True
-        if (dr, dc) in _FORWARD:
-            starts.append(np.column_stack([pr[idx], pc[idx]]))
-            ends.append(np.column_stack([qr[idx], qc[idx]]))
+        starts.append(np.column_stack([pr[idx], pc[idx]]))
+        ends.append(np.column_stack([pr[idx] + dr / 2, pc[idx] + dc / 2]))  # the midpoint, on the core edge
     start_px = np.concatenate(starts)
     end_px = np.concatenate(ends)
 
@@ -159,6 +192,47 @@ def skeleton_lines(
     # (row, col) in the window -> (x, y) of pixel centres in the scene.
     connectors = np.stack([start_px[:, ::-1], end_px[:, ::-1]], axis=1) + (window.col + 0.5, window.row + 0.5)
     return np.concatenate([lines, shapely.linestrings(connectors)]) if len(connectors) else lines
+
+
+def split_lines(lines: np.ndarray, cells: CellGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Cut pixel-centre lines (as :func:`skeleton_lines` gives them) where they cross a cell line.
+
+    A step between pixels of two cells is cut at its midpoint, which lies on the cell line and ends one
+    piece and starts the next, as the connectors of :func:`skeleton_lines` do at chunk edges.
+
+    Returns:
+        The pieces and the cell of each.
+    """
+    if len(lines) == 0:
+        return lines, np.zeros(0, dtype=np.int64)
+    xy, line = shapely.get_coordinates(lines, return_index=True)
+    first = np.concatenate([[True], line[1:] != line[:-1]])
+    last = np.concatenate([line[1:] != line[:-1], [True]])
+    cell = cells.of_points(xy[:, 0], xy[:, 1])
+    # A cut point (an end of a connector's half) belongs to the cell of the pixel it comes from.
+    cut = _is_cut(xy)
+    n = len(xy)
+    neighbour = np.where(last, np.arange(n) - 1, np.minimum(np.arange(n) + 1, n - 1))
+    cell[cut] = cell[neighbour[cut]]
+    cross = np.flatnonzero(~last & (cell != np.roll(cell, -1)))
+    if len(cross) == 0:
+        return lines, cell[first]
+    starts_piece = first.copy()
+    starts_piece[cross + 1] = True
+    piece = np.cumsum(starts_piece) - 1
+    mid = (xy[cross] + xy[cross + 1]) / 2
+    # Each midpoint twice, ending the piece before it and starting the one after: sorted in after xy[i].
+    coords = np.concatenate([xy, mid, mid])
+    pieces = np.concatenate([piece, piece[cross], piece[cross + 1]])
+    order = np.argsort(np.concatenate([4 * np.arange(n), 4 * cross + 1, 4 * cross + 2]), kind="stable")
+    piece_cell = np.zeros(piece[-1] + 1, dtype=np.int64)
+    piece_cell[piece] = cell
+    return shapely.linestrings(coords[order], indices=pieces[order]), piece_cell
+
+
+def _is_cut(xy: np.ndarray) -> np.ndarray:
+    """Whether each vertex is a cut point (a chunk-edge or cell-line midpoint), not a pixel centre."""
+    return (xy == np.floor(xy)).any(axis=1)
 
 
 def _skeletonize_in_bounds(binary: np.ndarray) -> np.ndarray:
@@ -227,8 +301,8 @@ def _split_at(paths: np.ndarray, cut: np.ndarray, origin: tuple[int, int]) -> np
     return shapely.linestrings(coords, indices=pieces)
 
 
-def _endpoint_degrees(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """How many line ends meet at each line's start and end point."""
+def _endpoint_degrees(lines: np.ndarray, cuts: bool) -> tuple[np.ndarray, np.ndarray]:
+    """How many line ends meet at each line's start and end point (2 at a cut point, when ``cuts``)."""
     ends = np.concatenate(
         [
             shapely.get_coordinates(shapely.get_point(lines, 0)),
@@ -237,16 +311,41 @@ def _endpoint_degrees(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     )
     _, inverse, counts = np.unique(ends, axis=0, return_inverse=True, return_counts=True)
     degree = counts[inverse.ravel()]
+    if cuts:  # the line goes on in the next cell
+        degree = np.where(_is_cut(ends), np.maximum(degree, 2), degree)
     return degree[: len(lines)], degree[len(lines) :]
 
 
-def merge_centerlines(lines: np.ndarray, *, prune_length: float, rounds: int = 3) -> np.ndarray:
+def _drop_inner_cuts(lines: np.ndarray) -> np.ndarray:
+    """Remove the cut points merging left inside lines (two halves of a connector met there).
+
+    A closed line may start at one: it is then started at the next vertex instead.
+    """
+    xy, line = shapely.get_coordinates(lines, return_index=True)
+    cut = _is_cut(xy)
+    if not cut.any():
+        return lines
+    first = np.concatenate([[True], line[1:] != line[:-1]])
+    last = np.concatenate([line[1:] != line[:-1], [True]])
+    keep = ~cut | first | last
+    out = shapely.linestrings(xy[keep], indices=line[keep])
+    for i in np.flatnonzero(shapely.is_closed(lines) & _is_cut(shapely.get_coordinates(shapely.get_point(lines, 0)))):
+        ring = shapely.get_coordinates(out[i])[1:-1]
+        out[i] = shapely.linestrings(np.concatenate([ring, ring[:1]]))
+    return out
+
+
+def merge_centerlines(
+    lines: np.ndarray, *, prune_length: float, rounds: int = 3, cuts: bool = False
+) -> np.ndarray:
     """Merge centerline pieces through degree-2 nodes and prune short spurs and short isolated lines.
 
     Args:
         lines: noded LineStrings (pieces meet only at their ends).
         prune_length: a branch with a free end shorter than this is removed (in the lines' units).
         rounds: prune and re-merge this often (a pruned spur can leave a shorter spur behind).
+        cuts: the lines run through pixel centres and are cut at chunk edges or cell lines (see the
+            module's notes): cut points inside a merged line are dropped, and ends on one are not free.
 
     Returns:
         The merged LineStrings, normalized, in a deterministic order.
@@ -256,9 +355,11 @@ def merge_centerlines(lines: np.ndarray, *, prune_length: float, rounds: int = 3
         return lines
     for _ in range(rounds + 1):
         lines = shapely.get_parts(shapely.line_merge(shapely.multilinestrings(lines)))
+        if cuts:
+            lines = _drop_inner_cuts(lines)
         if len(lines) == 0 or prune_length <= 0:
             break
-        deg_start, deg_end = _endpoint_degrees(lines)
+        deg_start, deg_end = _endpoint_degrees(lines, cuts)
         closed = shapely.is_closed(lines)
         free_end = ((deg_start == 1) | (deg_end == 1)) & ~closed
         short = shapely.length(lines) < prune_length

@@ -2,8 +2,11 @@
 the evaluation and the synthetic ground truth.
 
 Feature layers carry ``class``, ``score`` and a ground measure (``area_m2`` for polygons, ``length_m`` for
-lines); once a scene is published they also carry the scene columns (:data:`SCENE_COLUMNS`). The
-``scenes`` layer records each processed scene (``pipeline.vectors.gpkg``).
+lines); once a scene is published they also carry the scene columns (:data:`SCENE_COLUMNS`). The road
+layers of the vector stage also carry :data:`ROAD_CELL_COLUMN`, the road cell each piece lies in
+(``pipeline.vectors.assemble``); it is not required of every frame (ground truth has none), so the
+GeoPackage writer adds it as a column beyond the schema. The ``scenes`` layer records each processed scene
+(``pipeline.vectors.gpkg``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ __all__ = [
     "CLASS_LAYERS",
     "SCENES_LAYER",
     "SCENE_COLUMNS",
+    "ROAD_CELL_COLUMN",
     "LayerBatches",
     "Layer",
     "frame_batches",
@@ -55,6 +59,8 @@ SCENES_LAYER = "scenes"
 #: Columns every published feature carries beside its layer's own; ``created_at`` is an ISO 8601 time,
 #: a DATETIME field in the GeoPackage.
 SCENE_COLUMNS: tuple[str, ...] = ("scene_id", "model", "run_id", "created_at")
+#: The road cell (row * cells per row + col, in the vector stage's road cell grid) of a road piece.
+ROAD_CELL_COLUMN = "cell"
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,32 @@
 """Polygonize a class mask chunk by chunk and stitch the pieces exactly. Pure geometry, no I/O.
 
 Each chunk's core is polygonized in *pixel* space, where every vertex is an integer pixel corner: pieces
-that touch a chunk edge are then unioned per class, which is exact on such coordinates, so a building
-crossing any number of chunks comes out as the polygon the whole image would give, whatever the chunk
-size. Each piece carries its confidence sum and pixel count, so a stitched polygon's score is the mean
-confidence over its pixels.
+that touch a chunk edge are then unioned with the pieces they touch, which is exact on such coordinates,
+so a building crossing any number of chunks comes out as the polygon the whole image would give, whatever
+the chunk size. Each piece carries its confidence sum and pixel count, so a stitched polygon's score is the
+mean confidence over its pixels.
+
+Classes whose components can grow with the scene (a city's connected road network) are *split* at a fixed
+:class:`CellGrid` of the scene: their components are those of the class within one cell, so no polygon is
+larger than a cell and stitching unions only the pieces of one cell.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import rasterio.features
 import shapely
 from affine import Affine
-from scipy import ndimage
+from scipy import ndimage, sparse
+from scipy.sparse.csgraph import connected_components
 
 from pipeline.grid import Region, Shape2d
 
 __all__ = [
+    "CellGrid",
     "ChunkPolygons",
     "StitchedPolygons",
     "chunk_regions",
@@ -34,6 +40,45 @@ _CROSS = ndimage.generate_binary_structure(2, 1)  # 4-connectivity, as rasterio.
 
 
 @dataclass(frozen=True)
+class CellGrid:
+    """A fixed grid of square cells anchored at the scene's first pixel; a cell's id is ``row * n_cols + col``.
+
+    It depends on the scene and the cell size only, never on the block or vector chunk size, so what is
+    split at it comes out the same however the scene was processed.
+    """
+
+    shape: Shape2d
+    size: int
+
+    @property
+    def n_cols(self) -> int:
+        return -(-self.shape.cols // self.size)
+
+    def region(self, cell: int) -> Region:
+        """The pixels of cell ``cell`` (smaller at the scene's far edges)."""
+        row, col = divmod(int(cell), self.n_cols)
+        r, c = row * self.size, col * self.size
+        return Region.from_bounds(r, c, min(r + self.size, self.shape.rows), min(c + self.size, self.shape.cols))
+
+    def cells_in(self, region: Region) -> list[tuple[int, Region]]:
+        """Every cell ``region`` reaches, as (cell id, the part of ``region`` in it), in raster order."""
+        size, out = self.size, []
+        for row in range(region.row // size, -(-region.row_stop // size)):
+            for col in range(region.col // size, -(-region.col_stop // size)):
+                cell = row * self.n_cols + col
+                out.append((cell, self.region(cell).intersection(region)))
+        return out
+
+    def within(self, region: Region) -> list[int]:
+        """The cells that lie wholly inside ``region``."""
+        return [cell for cell, part in self.cells_in(region) if part == self.region(cell)]
+
+    def of_points(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The cell of each point (pixel coordinates x = col, y = row; a point on a cell line is in the later cell)."""
+        return (np.floor(y) // self.size).astype(np.int64) * self.n_cols + (np.floor(x) // self.size).astype(np.int64)
+
+
+@dataclass(frozen=True)
 class ChunkPolygons:
     """The polygons of one chunk's core, in scene pixel coordinates (x = col, y = row, integer corners).
 
@@ -44,6 +89,7 @@ class ChunkPolygons:
         score_sums: the sum of the confidence (0..255) over each polygon's pixels.
         pixel_counts: the number of pixels of each polygon.
         on_edge: whether the polygon touches the chunk's border, so may continue in a neighbour.
+        cells: the :class:`CellGrid` cell of each polygon of a split class, -1 for the other classes.
     """
 
     region: Region
@@ -52,24 +98,34 @@ class ChunkPolygons:
     score_sums: np.ndarray
     pixel_counts: np.ndarray
     on_edge: np.ndarray
+    cells: np.ndarray
+
+    def select(self, sel: np.ndarray) -> ChunkPolygons:
+        """The polygons where the boolean or index array ``sel`` picks them."""
+        return ChunkPolygons(
+            self.region, self.geometries[sel], self.class_ids[sel], self.score_sums[sel], self.pixel_counts[sel],
+            self.on_edge[sel], self.cells[sel],
+        )
 
 
 @dataclass(frozen=True)
 class StitchedPolygons:
-    """Polygons of a whole scene in pixel coordinates, one per connected component, normalized.
+    """Polygons in pixel coordinates, one per connected component (within a cell for split classes), normalized.
 
-    ``scores`` is the mean confidence over the polygon's pixels, scaled to 0..1.
+    ``scores`` is the mean confidence over the polygon's pixels, scaled to 0..1; ``cells`` as in
+    :class:`ChunkPolygons`.
     """
 
     geometries: np.ndarray
     class_ids: np.ndarray
     scores: np.ndarray
     pixel_counts: np.ndarray
+    cells: np.ndarray
 
     def of_class(self, class_id: int) -> StitchedPolygons:
         sel = self.class_ids == class_id
         return StitchedPolygons(
-            self.geometries[sel], self.class_ids[sel], self.scores[sel], self.pixel_counts[sel]
+            self.geometries[sel], self.class_ids[sel], self.scores[sel], self.pixel_counts[sel], self.cells[sel]
         )
 
 
@@ -82,23 +138,38 @@ def chunk_regions(shape: Shape2d, chunk_size: int) -> Iterator[Region]:
 
 
 def polygonize_chunk(
-    mask: np.ndarray, confidence: np.ndarray, region: Region, class_ids: Iterable[int]
+    mask: np.ndarray,
+    confidence: np.ndarray,
+    region: Region,
+    class_ids: Iterable[int],
+    *,
+    cells: CellGrid | None = None,
+    split: Collection[int] = (),
 ) -> ChunkPolygons:
     """Polygonize the given classes of one chunk core in scene pixel coordinates.
 
     Components are labelled first (4-connected, per class), so that each polygon's confidence sum and
     pixel count come from one bincount, then polygonized by value with ``rasterio.features.shapes``.
+    The classes in ``split`` are labelled per cell of ``cells``, so their polygons end at the cell lines.
     """
     labels = np.zeros(mask.shape, dtype=np.int32)
     lab = np.empty(mask.shape, dtype=np.int32)  # one buffer for every class's labelling
-    label_class = [0]
+    label_class, label_cell = [0], [-1]
     for class_id in class_ids:
-        n = ndimage.label(mask == class_id, structure=_CROSS, output=lab)
-        if n:
-            # Classes are disjoint (``labels`` is 0 under this class): its labels, shifted past the
-            # previous classes', go straight in.
-            np.add(lab, len(label_class) - 1, out=labels, where=lab > 0)
-            label_class.extend([class_id] * n)
+        parts = [(-1, region)]
+        if class_id in split:
+            if cells is None:
+                raise ValueError(f"splitting class {class_id} needs a cell grid")
+            parts = cells.cells_in(region)
+        for cell, part in parts:
+            rows, cols = part.slices_in(region)
+            n = ndimage.label(mask[rows, cols] == class_id, structure=_CROSS, output=lab[rows, cols])
+            if n:
+                # Classes and cells are disjoint (``labels`` is 0 under this class and cell): its labels,
+                # shifted past the previous ones, go straight in.
+                np.add(lab[rows, cols], len(label_class) - 1, out=labels[rows, cols], where=lab[rows, cols] > 0)
+                label_class.extend([class_id] * n)
+                label_cell.extend([cell] * n)
     del lab
     n_labels = len(label_class) - 1
     if n_labels == 0:
@@ -110,6 +181,7 @@ def polygonize_chunk(
             score_sums=empty,
             pixel_counts=empty.astype(np.int64),
             on_edge=empty.astype(bool),
+            cells=empty.astype(np.int64),
         )
 
     geoms = _label_polygons(labels, n_labels, Affine.translation(region.col, region.row))
@@ -125,7 +197,8 @@ def polygonize_chunk(
     on_edge = (minx <= region.col) | (miny <= region.row)
     on_edge |= (maxx >= region.col_stop) | (maxy >= region.row_stop)
     return ChunkPolygons(
-        region, geoms, np.asarray(label_class[1:], dtype=np.uint8), score_sums, pixel_counts, on_edge
+        region, geoms, np.asarray(label_class[1:], dtype=np.uint8), score_sums, pixel_counts, on_edge,
+        np.asarray(label_cell[1:], dtype=np.int64),
     )
 
 
@@ -161,43 +234,63 @@ def key_order(keys: np.ndarray) -> np.ndarray:
 
 
 def stitch(chunks: Iterable[ChunkPolygons]) -> StitchedPolygons:
-    """Join the pieces of all chunks into one polygon per component of the whole scene.
+    """Join the pieces of all chunks into one polygon per component (per cell for split classes).
 
-    Pieces that touch a chunk edge are unioned per class; on integer pixel corners this is exact, and
-    pieces meeting only at a corner stay apart, as 4-connectivity wants. Collinear vertices left on the
-    seams are removed and every polygon normalized, so the result does not depend on the chunking.
+    Pieces that touch a chunk edge are unioned with the pieces of their class and cell they touch, group by
+    group, so no union grows with the scene; on integer pixel corners this is exact, and pieces meeting
+    only at a corner stay apart, as 4-connectivity wants. Collinear vertices left on the seams are removed
+    and every polygon normalized, so the result does not depend on the chunking.
     """
     parts = list(chunks)
     if not parts:
         empty = np.zeros(0)
-        return StitchedPolygons(empty.astype(object), empty.astype(np.uint8), empty, empty.astype(np.int64))
+        return StitchedPolygons(
+            empty.astype(object), empty.astype(np.uint8), empty, empty.astype(np.int64), empty.astype(np.int64)
+        )
     geoms = np.concatenate([c.geometries for c in parts])
     class_ids = np.concatenate([c.class_ids for c in parts])
     sums = np.concatenate([c.score_sums for c in parts])
     counts = np.concatenate([c.pixel_counts for c in parts])
     on_edge = np.concatenate([c.on_edge for c in parts])
+    cells = np.concatenate([c.cells for c in parts])
 
     inner = ~on_edge
-    out_geoms, out_cls = [geoms[inner]], [class_ids[inner]]
-    out_sums, out_counts = [sums[inner]], [counts[inner]]
-    for class_id in np.unique(class_ids[on_edge]):
-        sel = np.flatnonzero(on_edge & (class_ids == class_id))
-        merged = shapely.get_parts(shapely.union_all(geoms[sel]))
-        # Each piece lies inside exactly one merged polygon: find it from a point inside the piece.
-        inside = shapely.point_on_surface(geoms[sel])
-        piece, target = shapely.STRtree(merged).query(inside, predicate="within")
-        if len(piece) != len(sel):
-            raise AssertionError(f"stitching matched {len(piece)} of {len(sel)} pieces of class {class_id}")
-        out_geoms.append(merged)
-        out_cls.append(np.full(len(merged), class_id, dtype=np.uint8))
-        out_sums.append(np.bincount(target, weights=sums[sel][piece], minlength=len(merged)))
-        merged_counts = np.bincount(target, weights=counts[sel][piece], minlength=len(merged))
-        out_counts.append(merged_counts.astype(np.int64))
-
-    geoms = shapely.normalize(shapely.simplify(np.concatenate(out_geoms), 0.0))
-    class_ids = np.concatenate(out_cls)
-    sums = np.concatenate(out_sums)
-    counts = np.concatenate(out_counts)
-    order = key_order(np.column_stack([class_ids, sort_keys(geoms, counts)]))
+    out = [(geoms[inner], class_ids[inner], cells[inner], sums[inner], counts[inner])]
+    edge = np.flatnonzero(on_edge)
+    if len(edge):
+        merged, target = _union_touching(geoms[edge], class_ids[edge].astype(np.int64) << 40 | (cells[edge] + 1))
+        owner = edge[np.unique(target, return_index=True)[1]]
+        out.append((
+            merged, class_ids[owner], cells[owner],
+            np.bincount(target, weights=sums[edge], minlength=len(merged)),
+            np.bincount(target, weights=counts[edge], minlength=len(merged)).astype(np.int64),
+        ))
+    geoms, class_ids, cells, sums, counts = (np.concatenate(column) for column in zip(*out, strict=True))
+    geoms = shapely.normalize(shapely.simplify(geoms, 0.0))
+    order = key_order(np.column_stack([class_ids, cells, sort_keys(geoms, counts)]))
     scores = sums[order] / counts[order] / 255.0
-    return StitchedPolygons(geoms[order], class_ids[order], scores, counts[order])
+    return StitchedPolygons(geoms[order], class_ids[order], scores, counts[order], cells[order])
+
+
+def _union_touching(geoms: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union the pieces that touch (transitively) and share a key; return the polygons and each piece's.
+
+    Groups are the connected components of the pieces' touch graph, so each union is as large as one
+    object crossing chunk edges (a building, a road within one cell), never the scene's edge pieces at once.
+    """
+    a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    same = keys[a] == keys[b]
+    graph = sparse.coo_matrix((np.ones(int(same.sum()), dtype=np.int8), (a[same], b[same])), shape=(len(geoms),) * 2)
+    n_groups, group = connected_components(graph, directed=False)
+    by_group = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[by_group], np.arange(n_groups + 1))
+    merged = []
+    for g in range(n_groups):
+        members = by_group[bounds[g] : bounds[g + 1]]
+        merged.append(geoms[members] if len(members) == 1 else shapely.get_parts(shapely.union_all(geoms[members])))
+    merged = np.concatenate(merged)
+    # Each piece lies inside exactly one merged polygon: find it from a point inside the piece.
+    piece, target = shapely.STRtree(merged).query(shapely.point_on_surface(geoms), predicate="within")
+    if len(piece) != len(geoms):
+        raise AssertionError(f"stitching matched {len(piece)} of {len(geoms)} pieces")
+    return merged, target[np.argsort(piece)]
