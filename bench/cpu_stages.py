@@ -28,7 +28,7 @@ from free_forward import CODE_BITS, WIN_PROBABILITY, free_forward
 from scaling import encoded_scene
 
 from pipeline import stages
-from pipeline.config import SegmentConfig
+from pipeline.config import DEMO_MODEL, SegmentConfig
 
 STAGES = ("prepare", "infer_blocks", "publish_masks", "vectorize", "publish_vectors", "catalog_scene", "finish")
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     table: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     started, cpu0 = time.perf_counter(), _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN)
     with free_forward(), stage_clock(table):
-        result = stages.segment_scene(scene, out, SegmentConfig(overwrite=True))
+        result = stages.segment_scene(scene, out, SegmentConfig(model=DEMO_MODEL, overwrite=True))
     wall = time.perf_counter() - started
     cpu = _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN) - cpu0
     mpx = args.size**2 / 1e6

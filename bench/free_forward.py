@@ -91,14 +91,18 @@ class ReplayPredictor:
         self.num_classes = num_classes
         self.settings = settings
         self.batch_size = settings.batch_size or CPU_BATCH_SIZE
+        #: As the Predictor reports it (BlockOutput.precision): no model runs, nothing is cast.
+        self.precision = ("fp32", "free forward: the truth replayed, no model")
 
     def predict_batches(
-        self, tiles: np.ndarray | Sequence[np.ndarray], normalization: Normalization | None = None
+        self, tiles: np.ndarray | Sequence[np.ndarray], normalization: Normalization | None = None,
+        valid: Sequence[np.ndarray | None] | None = None,
     ) -> Iterator[np.ndarray]:
         """Probabilities ``(n, classes, T, T)`` of each batch of raw tiles, as the Predictor's (its batches too).
 
         The tiles must be the scene's own values with their ``normalization`` beside them, as the block
-        workers pass them: normalized tiles no longer hold the code bits exactly.
+        workers pass them: normalized tiles no longer hold the code bits exactly. ``valid`` is ignored: the
+        synthetic town has no nodata.
         """
         if normalization is None:
             raise ValueError("ReplayPredictor decodes raw tiles: pass them with their normalization")

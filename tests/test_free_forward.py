@@ -10,7 +10,7 @@ import torch
 
 from bench.free_forward import CODE_BITS, ReplayPredictor, encode_truth, free_forward, truth_probabilities
 from models.checkpoint import load_checkpoint
-from pipeline.config import SegmentConfig
+from pipeline.config import DEMO_MODEL, SegmentConfig
 from pipeline.raster import blocks
 from pipeline.raster.infer import InferenceSettings, Predictor
 from pipeline.stages import segment_scene
@@ -44,7 +44,7 @@ def test_the_free_forward_gives_the_vectors_of_the_real_model_path_on_the_same_p
     encoded, tmp_path, monkeypatch
 ):
     _, scene = encoded
-    config = SegmentConfig(block_size=256, precision="fp32")
+    config = SegmentConfig(model=DEMO_MODEL, block_size=256, precision="fp32")
     with free_forward():
         free = segment_scene(scene, tmp_path / "free", config)
     card = load_checkpoint("synthetic-demo").card
@@ -66,7 +66,7 @@ def test_the_free_forward_replays_the_truth(encoded, tmp_path):
     assert np.abs(before.astype(int) - after.astype(int)).max() <= CODE_BITS  # the picture barely changes
     np.testing.assert_array_equal(before[1:], after[1:])
     with free_forward():
-        result = segment_scene(scene, tmp_path / "out", SegmentConfig(block_size=256))
+        result = segment_scene(scene, tmp_path / "out", SegmentConfig(model=DEMO_MODEL, block_size=256))
     codes = after[0] & CODE_BITS
     mask = read_mask(result.mask_path)
     np.testing.assert_array_equal(mask, codes)

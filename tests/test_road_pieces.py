@@ -8,7 +8,7 @@ import pytest
 import shapely
 from affine import Affine
 
-from pipeline.config import SegmentConfig
+from pipeline.config import DEMO_MODEL, SegmentConfig
 from pipeline.grid import GeoGrid, Region, Shape2d
 from pipeline.stages import infer_blocks, prepare
 from pipeline.vectors import ChunkStream, SceneVectorizer, VectorSettings, vectorize_scene
@@ -146,7 +146,7 @@ def test_road_pieces_are_the_same_for_two_block_sizes_and_two_chunk_sizes(tmp_pa
     runs = {}
     with free_forward():
         for block, chunk in ((256, 96), (1024, 128)):
-            job = prepare(town, tmp_path / f"b{block}c{chunk}", SegmentConfig(block_size=block))
+            job = prepare(town, tmp_path / f"b{block}c{chunk}", SegmentConfig(model=DEMO_MODEL, block_size=block))
             classes = {i: name for i, name in enumerate(job.classes) if i > 0}
             vectorizer = SceneVectorizer(job.run_grid, classes=classes,
                                          settings=VectorSettings(chunk_size=chunk, road_cell_px=128))
