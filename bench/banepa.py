@@ -34,9 +34,9 @@ from rasterio.features import rasterize
 from rasterio.warp import reproject
 
 from pipeline.grid import GeoGrid, Shape2d
+from pipeline.ground import GroundFrame
 from pipeline.outputs.preview import encode_png
 from pipeline.training.banepa import TEST_ROWS, VAL_ROWS, load_row
-from pipeline.vectors.polygons import GroundFrame
 
 DATA = common.ROOT.parent / "shared" / "data" / "banepa"
 

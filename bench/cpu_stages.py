@@ -69,8 +69,7 @@ def chunk_steps(scene: Path) -> dict[str, float]:
     import rasterio
 
     from pipeline.grid import GeoGrid, Region, Shape2d
-    from pipeline.vectors import SceneVectorizer
-    from pipeline.vectors import assemble, centerlines, polygons
+    from pipeline.vectors import SceneVectorizer, assemble, centerlines, polygons
 
     with rasterio.open(scene) as ds:
         mask = ds.read(1) & CODE_BITS

@@ -28,11 +28,11 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from shapely.geometry import box
 
@@ -42,14 +42,15 @@ from pipeline.config import SegmentConfig
 from pipeline.errors import OutputError
 from pipeline.files import atomic_path
 from pipeline.grid import BlockPlan, GeoGrid
+from pipeline.ground import GroundFrame
 from pipeline.outputs import CatalogEntry, catalog_scene
 from pipeline.preflight import (
     check_free_space,
     check_output_crs,
     check_output_dir,
+    claim_scene_id,
     output_crs_for,
     output_scene_id,
-    claim_scene_id,
     release_claim,
     source_path,
 )
@@ -58,8 +59,8 @@ from pipeline.raster.blocks import BlockJob
 from pipeline.raster.execute import local_gpu_count
 from pipeline.raster.infer import InferenceSettings, default_batch_size, usable_cores
 from pipeline.raster.journal import BlockJournal
-from pipeline.raster.run import BlockPolicy, Inferred, infer_scene
 from pipeline.raster.read import model_grid, write_resampled_view
+from pipeline.raster.run import BlockPolicy, Inferred, infer_scene
 from pipeline.raster.scene import (
     SceneInfo,
     check_scene_fits,
@@ -72,10 +73,16 @@ from pipeline.raster.scene import (
 from pipeline.raster.write import WorkingStore, publish_raster, remove_orphans
 from pipeline.vectors.assemble import SceneVectorizer, VectorSettings
 from pipeline.vectors.changes import change_report, update_changes
-from pipeline.vectors.gpkg import GPKG_NAME, SceneRecord, check_gpkg, publish_scene, published_checksums, published_status
+from pipeline.vectors.gpkg import (
+    GPKG_NAME,
+    SceneRecord,
+    check_gpkg,
+    publish_scene,
+    published_checksums,
+    published_status,
+)
 from pipeline.vectors.instances import fold_lut
 from pipeline.vectors.layers import VectorLayers
-from pipeline.vectors.polygons import GroundFrame
 from pipeline.vectors.spool import BuildingSpool
 from pipeline.vectors.stream import ChunkStream
 

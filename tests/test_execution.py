@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from distributed import LocalCluster
 
+from models.device import NATIVE_BF16_FLAGS, cpu_flags
 from pipeline import stages
 from pipeline.config import SegmentConfig
 from pipeline.stages import segment_scene
 from pipeline.vectors import vectorize_scene
-from models.device import NATIVE_BF16_FLAGS, cpu_flags
 from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
 
 NATIVE_BF16 = bool(NATIVE_BF16_FLAGS & cpu_flags())
@@ -96,7 +96,11 @@ def test_batch_size_defaults_by_device_and_the_run_records_it(tiny_checkpoint, s
     import torch
 
     from pipeline.raster.infer import (
-        CPU_BATCH_SIZE, GPU_BATCH_SIZE, InferenceSettings, default_batch_size, get_predictor,
+        CPU_BATCH_SIZE,
+        GPU_BATCH_SIZE,
+        InferenceSettings,
+        default_batch_size,
+        get_predictor,
     )
 
     assert default_batch_size(torch.device("cpu")) == CPU_BATCH_SIZE == 1

@@ -161,8 +161,8 @@ def test_folding_batchnorm_leaves_no_batchnorm_and_the_same_logits(arch, kwargs)
 
 
 def test_the_predictor_runs_the_folded_model(tiny_checkpoint) -> None:
-    from pipeline.raster.infer import InferenceSettings, Predictor
     from models.checkpoint import load_checkpoint
+    from pipeline.raster.infer import InferenceSettings, Predictor
 
     loaded = load_checkpoint(tiny_checkpoint)
     predictor = Predictor(loaded.model, loaded.card.activation, InferenceSettings(device="cpu"))

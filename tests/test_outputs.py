@@ -20,10 +20,10 @@ from shapely.geometry import box, shape
 
 from pipeline.config import SegmentConfig
 from pipeline.grid import GeoGrid, Shape2d
-from pipeline.outputs import update_catalog, validate_offline
 from pipeline.metadata import acquisition_time
-from pipeline.outputs.stac import ItemAssets, scene_item
+from pipeline.outputs import update_catalog, validate_offline
 from pipeline.outputs.preview import MAX_SIDE, OUTLINE_COLORS, preview_shape
+from pipeline.outputs.stac import ItemAssets, scene_item
 from pipeline.stages import segment_scene
 from pipeline.synthetic import write_synthetic_scene
 from tests.conftest import smooth_image, write_geotiff

@@ -15,14 +15,12 @@ from scipy import ndimage
 from shapely import affinity
 
 from pipeline.grid import GeoGrid, Region, Shape2d
+from pipeline.ground import GroundFrame, ground_areas_m2, ground_lengths_m
 from pipeline.vectors import VectorSettings, vectorize_scene
 from pipeline.vectors.polygons import (
-    GroundFrame,
     clean_buildings,
     dominant_angle,
     fill_small_holes,
-    ground_areas_m2,
-    ground_lengths_m,
     regularize_building,
 )
 
@@ -158,7 +156,7 @@ def test_ground_frame_composes_back_to_the_scene_transform():
 def test_web_mercator_areas_and_lengths_are_within_one_percent_of_geodesic():
     import pyproj
 
-    from pipeline.vectors.polygons import ground_areas_m2, ground_lengths_m
+    from pipeline.ground import ground_areas_m2, ground_lengths_m
 
     geod = pyproj.Geod(ellps="WGS84")
     to_merc = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)

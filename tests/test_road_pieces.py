@@ -11,9 +11,9 @@ from affine import Affine
 from pipeline.config import DEMO_MODEL, SegmentConfig
 from pipeline.grid import GeoGrid, Region, Shape2d
 from pipeline.stages import infer_blocks, prepare
+from pipeline.synthetic import write_synthetic_scene
 from pipeline.vectors import ChunkStream, SceneVectorizer, VectorSettings, vectorize_scene
 from pipeline.vectors.polygonize import CellGrid
-from pipeline.synthetic import write_synthetic_scene
 
 UTM = "EPSG:32645"
 TRANSFORM = Affine(0.5, 0.0, 300000.0, 0.0, -0.5, 3000000.0)

@@ -25,6 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from pipeline.classes import NODATA
 from pipeline.grid import Block, BlockPlan, OutputUnit, Region
 
 __all__ = [
@@ -41,8 +42,8 @@ __all__ = [
     "finalize",
 ]
 
-#: Mask value written where the scene itself has no data.
-NODATA_CLASS = 255
+#: Mask value written where the scene itself has no data (``pipeline.classes.NODATA``).
+NODATA_CLASS = NODATA
 #: Fixed-point units per 1 of the accumulators: float32's resolution of a probability, and room for 128
 #: tiles on one pixel in int32 (a pixel has at most 4 on the lattice).
 FIXED_POINT = 2**24

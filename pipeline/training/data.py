@@ -31,12 +31,12 @@ from torch.utils.data import Dataset
 from models.augment import Augment, augment
 from pipeline.errors import ConfigError, SceneReadError, SceneValidationError
 from pipeline.grid import Region, Shape2d, reflect_indices
+from pipeline.ground import apply_affine
 from pipeline.raster.read import mirror_read, normalize
 from pipeline.raster.scene import open_scene
 from pipeline.synthetic import write_synthetic_scene
 from pipeline.training.targets import BOUNDARY, CONTACT, InstanceTargets, burn_instance_targets, pixel_size_m
 from pipeline.vectors.labels import ROAD_WIDTH_M, buffer_lines
-from pipeline.vectors.polygons import apply_affine
 
 __all__ = [
     "LabelSpec",

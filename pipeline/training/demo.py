@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from models.augment import Augment
+from pipeline.classes import USER_CLASSES
 from pipeline.training.data import synthetic_scenes
 from pipeline.training.train import TrainConfig, train
 
@@ -34,7 +35,7 @@ def demo_config(out: Path, epochs: int = 40, steps_per_epoch: int = 50) -> Train
     return TrainConfig(
         arch="unet",
         arch_kwargs={"base_channels": 8, "depth": 4},
-        classes=["background", "building", "road"],
+        classes=list(USER_CLASSES),
         bands=[1, 2, 3],
         tile_size=192,
         inference_tile_size=512,

@@ -29,8 +29,8 @@ from rasterio.features import rasterize
 from scipy import ndimage
 
 from pipeline.grid import GeoGrid, Shape2d
+from pipeline.ground import GroundFrame
 from pipeline.vectors.instances import BOUNDARY, CONTACT
-from pipeline.vectors.polygons import GroundFrame
 
 __all__ = [
     "BOUNDARY",

@@ -32,7 +32,9 @@ from models.checkpoint import ModelCard, find_checkpoint, load_checkpoint, save_
 from models.device import autocast, resolve_device
 from models.factory import create_model, size_multiple
 from models.losses import SegmentationLoss, confusion_counts, iou_and_dice_per_class
+from pipeline.classes import USER_CLASSES
 from pipeline.errors import CheckpointError, ConfigError, OutputError
+from pipeline.ground import GroundFrame
 from pipeline.raster.scene import open_scene
 from pipeline.training.data import (
     LabelSpec,
@@ -45,7 +47,6 @@ from pipeline.training.data import (
     split_by_area,
 )
 from pipeline.training.targets import InstanceTargets
-from pipeline.vectors.polygons import GroundFrame
 
 __all__ = ["TrainConfig", "TrainResult", "train", "train_from_paths", "evaluate", "last_checkpoint_path"]
 
@@ -68,7 +69,7 @@ class TrainConfig(BaseModel):
         description="Architecture options besides in_channels and num_classes (set from bands and classes).",
     )
     classes: list[str] = Field(
-        default_factory=lambda: ["background", "building", "road"],
+        default_factory=lambda: list(USER_CLASSES),
         description="Class names by output channel; 'background' first.",
     )
     bands: list[int] = Field(
@@ -610,7 +611,7 @@ def train_from_paths(
     *,
     out: str | Path,
     arch: str = "unet",
-    classes: Sequence[str] = ("background", "building", "road"),
+    classes: Sequence[str] = USER_CLASSES,
     class_column: str | None = "class",
     layer_classes: dict[str, str] | None = None,
     val_fraction: float = 0.2,

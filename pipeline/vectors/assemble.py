@@ -29,6 +29,7 @@ from pyproj import CRS
 from pipeline.config import DEFAULTS
 from pipeline.errors import ConfigError, SceneReadError
 from pipeline.grid import GeoGrid, Region
+from pipeline.ground import GroundFrame, apply_affine, ground_areas_m2, ground_lengths_m
 from pipeline.vectors.centerlines import drop_road_specks, merge_centerlines, skeleton_lines, split_lines
 from pipeline.vectors.instances import BOUNDARY, CONTACT, USER_CLASSES, separate_buildings
 from pipeline.vectors.layers import ROAD_CELL_COLUMN, Layer, VectorLayers
@@ -42,13 +43,7 @@ from pipeline.vectors.polygonize import (
     sort_keys,
     stitch,
 )
-from pipeline.vectors.polygons import (
-    GroundFrame,
-    apply_affine,
-    clean_buildings,
-    ground_areas_m2,
-    ground_lengths_m,
-)
+from pipeline.vectors.polygons import clean_buildings
 
 if TYPE_CHECKING:
     import geopandas as gpd

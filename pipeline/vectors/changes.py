@@ -61,10 +61,10 @@ from pyproj import CRS
 from rasterio.warp import transform_bounds
 from shapely.geometry import box
 
+from pipeline.classes import NODATA
 from pipeline.errors import ConfigError, OutputError, SceneSegError
 from pipeline.metadata import acquisition_time
 from pipeline.vectors.gpkg import BUSY_TIMEOUT_S, GPKG_VERSION, grow_extent, read_scenes, staged_transaction
-from pipeline.vectors.instances import NODATA
 from pipeline.vectors.matching import match_by_iou
 from pipeline.vectors.styles import write_default_styles
 

@@ -29,14 +29,13 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from pipeline.classes import NODATA, USER_CLASSES
+
 __all__ = ["NODATA", "BOUNDARY", "CONTACT", "USER_CLASSES", "fold_lut", "separate_buildings"]
 
-NODATA = 255
 #: The auxiliary classes of an instance model, after its user-facing ones.
 BOUNDARY = "building_boundary"
 CONTACT = "building_contact"
-#: The classes of the mask users read, by id (255 is nodata), whatever the model's own classes.
-USER_CLASSES = ("background", "building", "road")
 _FOLDED = {BOUNDARY: "building", CONTACT: "background"}
 
 

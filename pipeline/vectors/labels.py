@@ -17,6 +17,7 @@ import pyogrio
 import shapely
 from rasterio.features import rasterize
 
+from pipeline.classes import USER_CLASSES
 from pipeline.errors import ConfigError, SceneReadError, SceneValidationError
 from pipeline.grid import GeoGrid
 from pipeline.vectors.layers import CLASS_LAYERS, LAYER_NAMES, SCENES_LAYER
@@ -99,7 +100,7 @@ def read_layers(
 def rasterize_layers(
     layers: Mapping[str, gpd.GeoDataFrame] | str | Path,
     grid: GeoGrid,
-    classes: Sequence[str] = ("background", "building", "road"),
+    classes: Sequence[str] = USER_CLASSES,
 ) -> np.ndarray:
     """A class-id mask (uint8) of the labels over ``grid``; buildings are drawn over roads.
 
