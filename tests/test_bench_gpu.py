@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_script_dry_run_prints_its_json(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable}
     done = subprocess.run(

@@ -13,9 +13,8 @@ from pipeline.grid import GeoGrid, Region, Shape2d
 from pipeline.metrics import centerline_scores
 from pipeline.vectors import VectorSettings, vectorize_scene
 from pipeline.vectors.centerlines import merge_centerlines, skeleton_lines
+from tests.helpers import TRANSFORM, UTM, ArrayReader
 
-UTM = "EPSG:32645"
-TRANSFORM = Affine(0.5, 0.0, 300000.0, 0.0, -0.5, 3000000.0)  # 0.5 m pixels
 SIZE = 420
 
 
@@ -38,14 +37,8 @@ def road_mask(width_px: float = 14.0) -> np.ndarray:
     return mask
 
 
-def reader(mask: np.ndarray):
-    confidence = np.full_like(mask, 200)
-
-    def read_chunk(region: Region):
-        rows, cols = region.slices_in(Region(0, 0, *mask.shape))
-        return mask[rows, cols], confidence[rows, cols]
-
-    return read_chunk
+def reader(mask: np.ndarray) -> ArrayReader:
+    return ArrayReader(mask, fill_confidence=200)
 
 
 def to_map(lines_px: list[shapely.LineString]) -> gpd.GeoSeries:

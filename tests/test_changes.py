@@ -39,9 +39,7 @@ from pipeline.vectors.changes import (
 from pipeline.vectors.gpkg import publish_scene
 from pipeline.vectors.layers import VectorLayers
 from pipeline.vectors.styles import default_style
-from tests.conftest import UTM, write_geotiff
-from tests.test_gpkg import REPO, record
-from tests.test_styles import _has_pyqgis
+from tests.helpers import REPO, UTM, has_pyqgis, record, write_geotiff
 
 # --------------------------------------------------------------------------------------------------
 # The comparison on hand-made footprints
@@ -320,7 +318,7 @@ def test_the_changes_command_compares_two_published_scenes(tmp_path):
     assert run.exit_code == 2 and "no successfully published scene 'nope'" in " ".join(run.stderr.split())
 
 
-@pytest.mark.skipif(not _has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
+@pytest.mark.skipif(not has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
 def test_qgis_loads_the_change_layers_default_style(tmp_path):
     gpkg = tmp_path / "sceneseg.gpkg"
     town = _town(12)

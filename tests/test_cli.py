@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pipeline.vectors.gpkg import read_scenes
-from tests.conftest import smooth_image, tmpfs, write_geotiff
+from tests.helpers import smooth_image, tmpfs, write_geotiff
 
 runner = CliRunner()
 
@@ -79,6 +79,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+@pytest.mark.slow
 def test_a_batch_with_a_truncated_scene_publishes_the_good_ones_and_names_the_bad_one(tmp_path, tiny_checkpoint):
     good = write_geotiff(tmp_path / "good.tif", smooth_image(64, 64, seed=1))
     odd_dir = tmp_path / "flight [2026]"

@@ -15,7 +15,7 @@ from rasterio.transform import from_origin
 
 from pipeline.config import DEFAULT_MODEL, DEFAULT_MODEL_REASON
 from pipeline.vectors.gpkg import read_scenes
-from tests.conftest import smooth_image, write_geotiff
+from tests.helpers import smooth_image, write_geotiff
 
 REPO = Path(__file__).resolve().parents[1]
 #: A library's INFO line as Prefect's console handler prints it: "12:00:00.000 | INFO    | prefect - ...".

@@ -8,7 +8,7 @@ import torch
 
 from pipeline.config import DEMO_MODEL, SegmentConfig
 from pipeline.stages import infer_blocks, prepare, publish_masks
-from tests.conftest import read_mask
+from tests.helpers import read_mask
 
 pytestmark = [
     pytest.mark.cuda,

@@ -27,7 +27,7 @@ from pipeline.training.data import (
     synthetic_scenes,
 )
 from pipeline.vectors.labels import rasterize_layers, read_layers
-from tests.conftest import smooth_image, write_geotiff
+from tests.helpers import smooth_image, write_geotiff
 
 CLASSES = ["background", "building", "road"]
 SIZE = 192

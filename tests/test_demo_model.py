@@ -15,10 +15,13 @@ from pipeline.config import DEMO_MODEL, SegmentConfig
 from pipeline.evaluate import evaluate_outputs
 from pipeline.stages import segment_scene
 from pipeline.synthetic import write_synthetic_scene
-from tests.conftest import read_features, read_mask
+from tests.helpers import read_features, read_mask
 
 SIZE = 1536
 BLOCK_SIZES = (512, 1024, 1536)
+
+pytestmark = pytest.mark.slow
+
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ PREFECT = Path(sys.executable).with_name("prefect")
 STARTUP_SECONDS = 120
 
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

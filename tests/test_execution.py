@@ -14,7 +14,7 @@ from pipeline import stages
 from pipeline.config import SegmentConfig
 from pipeline.stages import segment_scene
 from pipeline.vectors import vectorize_scene
-from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
+from tests.helpers import read_features, read_mask, smooth_image, write_geotiff
 
 NATIVE_BF16 = bool(NATIVE_BF16_FLAGS & cpu_flags())
 

@@ -12,7 +12,7 @@ from rasterio.io import MemoryFile
 
 from flows.segment import THUMBNAIL_MAX_BYTES, reporting_progress, segment_scene_flow
 from pipeline.config import SegmentConfig
-from tests.conftest import write_geotiff, write_tiny_checkpoint
+from tests.helpers import write_geotiff, write_tiny_checkpoint
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -15,7 +15,7 @@ from flows.nightly import nightly
 from flows.segment import segment_scene_flow
 from pipeline.config import SegmentConfig
 from pipeline.vectors.gpkg import read_scenes
-from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
+from tests.helpers import read_features, read_mask, smooth_image, write_geotiff
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -36,6 +36,7 @@ def _statuses(rows):
     return {r["scene"]: r["status"] for r in rows}
 
 
+@pytest.mark.slow
 def test_nightly_publishes_new_scenes_skips_published_ones_and_records_failures(tmp_path, tiny_checkpoint):
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
@@ -64,6 +65,7 @@ def test_nightly_publishes_new_scenes_skips_published_ones_and_records_failures(
     assert [k for k, v in third.items() if v == "published"] == ["scene3"]
 
 
+@pytest.mark.slow
 def test_stac_item_collection_inbox_is_processed_like_a_directory(tmp_path, tiny_checkpoint):
     assets = tmp_path / "assets"
     assets.mkdir()

@@ -15,7 +15,7 @@ from pipeline.raster import blocks
 from pipeline.raster.infer import InferenceSettings, Predictor
 from pipeline.stages import segment_scene
 from pipeline.synthetic import write_synthetic_scene
-from tests.conftest import read_features, read_mask
+from tests.helpers import read_features, read_mask
 
 
 class TruthDecoder(torch.nn.Module):

@@ -21,44 +21,9 @@ from affine import Affine
 
 from pipeline.errors import OutputError
 from pipeline.grid import GeoGrid, Region, Shape2d
-from pipeline.vectors import VectorLayers, VectorSettings, vectorize_scene
-from pipeline.vectors.gpkg import SceneRecord, publish_scene, published_checksums, read_scenes
-
-UTM = "EPSG:32645"
-LAYERS = ("buildings", "roads", "road_centerlines", "scenes")
-REPO = Path(__file__).resolve().parents[1]
-
-
-def scene_layers(x0: float, y0: float, n: int, crs: str = UTM) -> VectorLayers:
-    """n buildings, one road and one centerline near (x0, y0)."""
-    boxes = shapely.box(x0 + np.arange(n) * 20, y0, x0 + np.arange(n) * 20 + 10, y0 + 10)
-
-    def frame(geoms, cls, measure, values):
-        return gpd.GeoDataFrame(
-            {"class": [cls] * len(geoms), "score": np.full(len(geoms), 0.8), measure: values}, geometry=list(geoms), crs=crs
-        )
-
-    road = [shapely.box(x0, y0 - 20, x0 + 20 * n, y0 - 12)]
-    line = [shapely.LineString([(x0, y0 - 16), (x0 + 20 * n, y0 - 16)])]
-    return VectorLayers(
-        frame(boxes, "building", "area_m2", np.full(n, 100.0)),
-        frame(road, "road", "area_m2", [160.0 * n]),
-        frame(line, "road", "length_m", [20.0 * n]),
-    )
-
-
-def record(scene_id: str, x0: float, y0: float, crs: str = UTM, **kw) -> SceneRecord:
-    return SceneRecord(
-        scene_id=scene_id, path=f"/data/{scene_id}.tif", checksum=f"sha256:{scene_id}", crs=crs,
-        footprint=shapely.box(x0 - 50, y0 - 50, x0 + 500, y0 + 50), processed_at="2026-05-01T02:00:00+00:00",
-        model="unet@1234abcd", run_id="run-1", **kw,
-    )  # fmt: skip
-
-
-def counts(path: Path) -> dict[str, int]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        return {name: pyogrio.read_info(path, layer=name)["features"] for name in LAYERS}
+from pipeline.vectors import VectorSettings, vectorize_scene
+from pipeline.vectors.gpkg import publish_scene, published_checksums, read_scenes
+from tests.helpers import LAYERS, REPO, UTM, counts, record, scene_layers, smooth_image, write_geotiff
 
 
 def read(path: Path, layer: str) -> gpd.GeoDataFrame:
@@ -303,6 +268,7 @@ PUBLISHER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_processes_publishing_at_once_both_land_five_times(tmp_path):
     children = [
         subprocess.Popen([sys.executable, "-c", PUBLISHER, str(Path(__file__).parent), str(i)],
@@ -392,7 +358,6 @@ def test_a_hot_journal_of_a_killed_writer_is_rolled_back_by_the_next_run(tmp_pat
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from tests.conftest import smooth_image, write_geotiff
 
     out = tmp_path / "out"
     scenes = [write_geotiff(tmp_path / f"s{i}.tif", smooth_image(96, 96, seed=i)) for i in range(2)]
@@ -439,7 +404,6 @@ def test_a_damaged_or_foreign_geopackage_is_named_and_left_untouched(kind, tmp_p
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from tests.conftest import smooth_image, write_geotiff
 
     good = tmp_path / "good.gpkg"
     publish_scene(good, scene_layers(0, 0, 40), record("a", 0, 0))

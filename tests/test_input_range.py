@@ -13,7 +13,7 @@ from pipeline.config import SegmentConfig
 from pipeline.errors import SceneValidationError
 from pipeline.raster.scene import input_normalization, open_scene
 from pipeline.stages import infer_blocks, prepare, publish_masks
-from tests.conftest import UTM, smooth_image, write_geotiff, write_tiny_checkpoint
+from tests.helpers import UTM, smooth_image, write_geotiff, write_tiny_checkpoint
 
 
 def _mask(scene, out, checkpoint, block_size=48, **options) -> np.ndarray:

@@ -15,7 +15,7 @@ from pipeline.stages import segment_scene
 from pipeline.training.targets import burn_instance_targets
 from pipeline.vectors import VectorSettings, vectorize_scene
 from pipeline.vectors.instances import BOUNDARY, CONTACT, fold_lut
-from tests.conftest import read_features, read_mask, smooth_image, write_geotiff, write_tiny_checkpoint
+from tests.helpers import read_features, read_mask, smooth_image, write_geotiff, write_tiny_checkpoint
 
 INSTANCE_CLASSES = ["background", "building", BOUNDARY, CONTACT]
 TRANSFORM = Affine(0.25, 0, 300000, 0, -0.25, 3000000)  # 0.25 m pixels
@@ -79,6 +79,7 @@ def instance_checkpoint(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_instance_model_layers_do_not_depend_on_block_or_chunk_size(tmp_path, instance_checkpoint):
     scene = write_geotiff(tmp_path / "scene.tif", smooth_image(300, 280, seed=3))
     runs = {}

@@ -18,8 +18,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from pipeline.grid import GeoGrid, Region, Shape2d
 from pipeline.raster.write import RawBand, publish_raster
-from tests.test_gpkg import REPO
-from tests.test_styles import _has_pyqgis
+from tests.helpers import REPO, has_pyqgis
 
 QGIS_MASK = REPO / "pipeline" / "vectors" / "qgis" / "qgis_mask.py"
 GRID = GeoGrid(Shape2d(40, 60), Affine(0.5, 0, 300000, 0, -0.5, 3000000), "EPSG:32645")
@@ -98,7 +97,7 @@ def _qgis(*args: str, home: Path) -> dict:
     return json.loads(run.stdout)
 
 
-@pytest.mark.skipif(not _has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
+@pytest.mark.skipif(not has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
 def test_qgis_opens_the_mask_paletted_with_class_labels_and_draws_background_and_nodata_transparent(tmp_path):
     mask = publish(tmp_path)
     os.chmod(tmp_path, 0o700)  # QGIS wants its runtime directory private

@@ -14,9 +14,9 @@ import pytest
 from pipeline.outputs import validate_offline
 from pipeline.vectors.gpkg import read_scenes
 from pipeline.vectors.styles import STYLED_LAYERS
-from tests.conftest import smooth_image, write_geotiff
+from tests.helpers import smooth_image, write_geotiff
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]  # a process and a Prefect server each
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,7 @@ from pipeline.outputs.preview import MAX_SIDE, OUTLINE_COLORS, preview_shape
 from pipeline.outputs.stac import ItemAssets, scene_item
 from pipeline.stages import segment_scene
 from pipeline.synthetic import write_synthetic_scene
-from tests.conftest import smooth_image, write_geotiff
+from tests.helpers import smooth_image, write_geotiff
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +234,7 @@ def test_a_footprint_east_of_the_antimeridian_only_stays_one_polygon(tmp_path):
 
 def test_preview_of_a_scene_with_nan_warns_nothing_and_shows_the_nan_as_nodata(tmp_path, tiny_checkpoint):
     from pipeline.outputs.preview import render_preview
-    from tests.conftest import smooth_image, write_geotiff
+    from tests.helpers import smooth_image, write_geotiff
 
     image = smooth_image(200, 260, seed=3).astype(np.float32)
     image[:, 50:90, 60:140] = np.nan  # no nodata value declared: NaN alone says it

@@ -23,6 +23,7 @@ from pipeline.vectors.polygons import (
     fill_small_holes,
     regularize_building,
 )
+from tests.helpers import ArrayReader
 
 UTM = CRS.from_user_input("EPSG:32645")
 TRANSFORM = Affine(0.5, 0.0, 300000.0, 0.0, -0.5, 3000000.0)
@@ -48,14 +49,8 @@ def noisy_mask(shape_px: shapely.Polygon, size: int, seed: int) -> np.ndarray:
     return mask.astype(np.uint8)
 
 
-def reader(mask: np.ndarray):
-    confidence = np.full_like(mask, 230)
-
-    def read_chunk(region: Region):
-        rows, cols = region.slices_in(Region(0, 0, *mask.shape))
-        return mask[rows, cols], confidence[rows, cols]
-
-    return read_chunk
+def reader(mask: np.ndarray) -> ArrayReader:
+    return ArrayReader(mask, fill_confidence=230)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -6,7 +6,7 @@ import rasterio
 
 from pipeline.grid import BlockPlan, Region, Shape2d
 from pipeline.raster.read import SceneReader, mirror_read
-from tests.conftest import coordinate_image, smooth_image, write_geotiff
+from tests.helpers import coordinate_image, smooth_image, write_geotiff
 
 
 @pytest.mark.parametrize("tile,overlap,block", [(32, 8, 48), (64, 16, 96), (48, 4, 400)])

@@ -10,7 +10,7 @@ from affine import Affine
 
 from pipeline.config import SegmentConfig
 from pipeline.stages import prepare, segment_scene
-from tests.conftest import read_mask, smooth_image, write_geotiff, write_tiny_checkpoint
+from tests.helpers import read_mask, smooth_image, write_geotiff, write_tiny_checkpoint
 
 MODEL_GSD_M = 0.5
 

@@ -19,7 +19,7 @@ import pytest
 from pipeline.config import SegmentConfig
 from pipeline.errors import OutputError
 from pipeline.stages import segment_scene
-from tests.conftest import read_features, read_mask, smooth_image, write_geotiff
+from tests.helpers import read_features, read_mask, smooth_image, write_geotiff
 
 CHILD = """
 import sys
@@ -28,6 +28,9 @@ from pipeline.stages import segment_scene
 segment_scene(sys.argv[1], sys.argv[2], SegmentConfig(model=sys.argv[3], block_size=48, max_in_flight=1),
               journal_interval=0)
 """
+
+pytestmark = pytest.mark.slow
+
 
 
 def _journal_blocks(journal: Path) -> set[tuple[int, int]]:

@@ -14,20 +14,7 @@ from pipeline.stages import infer_blocks, prepare
 from pipeline.synthetic import write_synthetic_scene
 from pipeline.vectors import ChunkStream, SceneVectorizer, VectorSettings, vectorize_scene
 from pipeline.vectors.polygonize import CellGrid
-
-UTM = "EPSG:32645"
-TRANSFORM = Affine(0.5, 0.0, 300000.0, 0.0, -0.5, 3000000.0)
-
-
-class ArrayReader:
-    """Reads windows of in-memory arrays (picklable, for the chunk processes)."""
-
-    def __init__(self, mask: np.ndarray, confidence: np.ndarray):
-        self.mask, self.confidence = mask, confidence
-
-    def __call__(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
-        rows, cols = region.slices_in(Region(0, 0, *self.mask.shape))
-        return self.mask[rows, cols], self.confidence[rows, cols]
+from tests.helpers import TRANSFORM, UTM, ArrayReader
 
 
 def road_grid(size: int = 1000, spacing: int = 90, width: int = 12) -> tuple[np.ndarray, np.ndarray]:

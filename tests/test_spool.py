@@ -15,8 +15,7 @@ from pipeline.vectors import ChunkStream, SceneVectorizer, VectorSettings, vecto
 from pipeline.vectors.gpkg import SceneRecord, publish_scene
 from pipeline.vectors.layers import LayerBatches
 from pipeline.vectors.spool import BuildingSpool
-from tests.conftest import tmpfs
-from tests.test_vectorize import TRANSFORM, UTM, ArrayReader
+from tests.helpers import TRANSFORM, UTM, ArrayReader, tmpfs
 
 SHAPE = (520, 610)
 GRID = GeoGrid(Shape2d(*SHAPE), TRANSFORM, UTM)

@@ -15,7 +15,7 @@ import pytest
 from pipeline.vectors import gpkg as gpkg_module
 from pipeline.vectors.gpkg import publish_scene
 from pipeline.vectors.styles import LAYER_STYLES_COLUMNS, STYLED_LAYERS, default_style, write_default_styles
-from tests.test_gpkg import LAYERS, REPO, counts, record, scene_layers
+from tests.helpers import LAYERS, REPO, counts, has_pyqgis, record, scene_layers
 
 SLD = "{http://www.opengis.net/sld}"
 SE = "{http://www.opengis.net/se}"
@@ -149,14 +149,7 @@ def test_system_gdal_opens_the_geopackage_without_a_warning(published):
     assert "Layer name: layer_styles" in run.stdout
 
 
-def _has_pyqgis() -> bool:
-    python = shutil.which("python3", path="/usr/bin")
-    if python is None:
-        return False
-    return subprocess.run([python, "-c", "import qgis.core"], capture_output=True, timeout=60).returncode == 0
-
-
-@pytest.mark.skipif(not _has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
+@pytest.mark.skipif(not has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
 def test_qgis_loads_each_layers_default_style(published):
     run = subprocess.run(
         ["/usr/bin/python3", str(REPO / "pipeline" / "vectors" / "qgis" / "qgis_styles.py"), "check", str(published)],
@@ -172,7 +165,7 @@ def test_qgis_loads_each_layers_default_style(published):
     assert report["road_centerlines"]["renderer"] == "singleSymbol"
 
 
-@pytest.mark.skipif(not _has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
+@pytest.mark.skipif(not has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
 def test_qgis_reads_the_times_as_date_times(published):
     run = subprocess.run(
         ["/usr/bin/python3", str(REPO / "pipeline" / "vectors" / "qgis" / "qgis_styles.py"), "check", str(published)],

@@ -19,7 +19,7 @@ from pipeline.training.targets import (
     instance_masks,
     pixel_size_m,
 )
-from tests.conftest import write_geotiff
+from tests.helpers import write_geotiff
 
 # Two rectangles sharing the wall x = 20, and two more 2 px apart (x = 50 .. 52), in pixel coordinates.
 TOUCHING = [shapely.box(5, 5, 20, 25), shapely.box(20, 5, 35, 25)]

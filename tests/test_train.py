@@ -193,7 +193,7 @@ def test_sceneseg_train_init_fine_tunes_the_checkpoints_model_with_its_classes_a
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from tests.conftest import write_tiny_checkpoint
+    from tests.helpers import write_tiny_checkpoint
 
     separation = {"seed_confidence": 0.45, "min_seed_m2": 1.5, "grow_m": 2.0, "min_building_area_m2": 9.0}
     start = write_tiny_checkpoint(

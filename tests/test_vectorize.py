@@ -24,20 +24,7 @@ from pipeline.vectors import (
     stitch,
     vectorize_scene,
 )
-
-UTM = "EPSG:32645"
-TRANSFORM = Affine(0.5, 0.0, 300000.0, 0.0, -0.5, 3000000.0)
-
-
-class ArrayReader:
-    """Reads windows of in-memory arrays; picklable, so a vectorizing process can use it."""
-
-    def __init__(self, mask: np.ndarray, confidence: np.ndarray):
-        self.mask, self.confidence = mask, confidence
-
-    def __call__(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
-        rows, cols = region.slices_in(Region(0, 0, *self.mask.shape))
-        return self.mask[rows, cols], self.confidence[rows, cols]
+from tests.helpers import TRANSFORM, UTM, ArrayReader
 
 
 def reader(mask: np.ndarray, confidence: np.ndarray) -> ArrayReader:
