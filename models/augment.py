@@ -132,8 +132,9 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, gain: float, satu
 def hue_rotate(image: np.ndarray, rng: np.random.Generator, degrees: float) -> np.ndarray:
     """Rotate each pixel's colour about the grey axis by an angle drawn in [-degrees, degrees] (3 bands).
 
-    On a normalized image this turns hues (red soil, green roofs, blue tarps) into one another while
-    brightness and saturation stay; images of other band counts are returned as they are.
+    On a normalized image the axis is that of equal z-scores, close to grey for RGB: the rotation turns hues
+    (red soil, green roofs, blue tarps) into one another and keeps each pixel's mean over bands and its
+    distance from that axis. Images of other band counts are returned as they are.
     """
     if image.shape[0] != 3:
         return image

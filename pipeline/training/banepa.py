@@ -3,11 +3,24 @@
     python -m pipeline.training.banepa --data ../shared/data/banepa \\
         --out models/weights/buildings-banepa.pt --work /tmp/sceneseg-buildings --epochs 9 --steps-per-epoch 100
 
-900 steps of batch 8 took 68 minutes on 2 CPU cores shared with other work (3-10 s a step; about 2.2 s
-uncontended). The shipped run was started with --epochs 11 and resumed (--resume) with --epochs 8 after
-epoch 4 and --epochs 9 after epoch 6 to fit the time available: the learning-rate schedule is a function of
-the step and the total, so it jumped down twice; a fresh --epochs 9 run differs in that. --tune-only redoes
-the tuning and the choice of the shipped weights without training.
+Across ground sample distances (the recipe since issue 21): each crop has a 60 % chance of being resampled
+to a GSD drawn log-uniform from 0.075-0.6 m (``GSD_RANGE_M``; GDAL average down, bilinear up) with its
+targets rasterized at that GSD, from a mosaic of the training rows (a 256-pixel crop at 0.6 m covers 1,160
+pixels of the 0.13 m tiles); the card records the range, so ``sceneseg segment`` reads a 0.3-0.5 m scene at
+its own resolution. Wider photometric augmentation (hue, brightness, contrast, blur, noise), an exponential
+moving average of the weights (decay 0.99 a step) as the validated and shipped weights, bf16 autocast where
+the CPU has it natively (``--precision auto``). Model selection averages the validation row's F1 at its
+native GSD and resampled to 0.4 m. The issue-21 run fine-tuned the previously shipped model:
+
+    python -m pipeline.training.banepa --init <previous buildings-banepa.pt> --seed 21 --epochs 6 \\
+        --steps-per-epoch 60 --lr 5e-4 --encoder-lr 2e-4 --work /tmp/train-work/run \\
+        --out /tmp/train-work/run/buildings-banepa.pt
+
+The first recipe (one GSD): 900 steps of batch 8 took 68 minutes on 2 CPU cores shared with other work
+(3-10 s a step; about 2.2 s uncontended). That run was started with --epochs 11 and resumed (--resume) with
+--epochs 8 after epoch 4 and --epochs 9 after epoch 6 to fit the time available: the learning-rate schedule
+is a function of the step and the total, so it jumped down twice. --tune-only redoes the tuning and the
+choice of the shipped weights without training.
 
 Imagery: OpenAerialMap (CC-BY-4.0). Building footprints: (c) OpenStreetMap contributors (ODbL).
 

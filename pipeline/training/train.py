@@ -606,6 +606,7 @@ def _train(
                 return run, True
             t_epoch = time.perf_counter()
             train_loss = _train_epoch(run, tiles, loss_fn, config, device, bar)
+            step_seconds = (time.perf_counter() - t_epoch) / config.steps_per_epoch
             metrics = evaluate(run.scored, val_tiles, config, device)
             if score_fn is not None:
                 run.scored.eval()
@@ -620,6 +621,7 @@ def _train(
                 "train_loss": train_loss,
                 **metrics,
                 "lr": optimizer.param_groups[0]["lr"],
+                "step_seconds": step_seconds,
                 "seconds": time.perf_counter() - t_epoch,
             }
             run.history.append(entry)
@@ -646,7 +648,7 @@ def _train(
                 run.since_best += 1
             ious = " ".join(f"{c}={metrics['per_class'][c]['iou']:.3f}" for c in config.classes[1:])
             log.info(
-                "epoch %d/%d loss %.4f val_loss %.4f IoU %s mean %.3f score %.4f%s (%.0f s)",
+                "epoch %d/%d loss %.4f val_loss %.4f IoU %s mean %.3f score %.4f%s (%.0f s, %.2f s a step)",
                 run.epoch,
                 config.epochs,
                 train_loss,
@@ -656,6 +658,7 @@ def _train(
                 metrics["score"],
                 " best" if improved else "",
                 entry["seconds"],
+                step_seconds,
             )
             _save_state(last_path, run.state(config))
             if on_epoch is not None:
