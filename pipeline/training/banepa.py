@@ -387,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="Training autocast: auto is bf16 on a CPU with native bf16 and on CUDA, else fp32.")
     parser.add_argument(
+        "--read-at-training-gsd", action="store_true",
+        help="Leave the GSD range out of the shipped card, so inference resamples every scene to the training "
+        "GSD (0.132 m) instead of reading a 0.075-0.6 m scene at its own resolution: what issue 21 shipped, "
+        "because its model scored lower at its own 0.3 / 0.5 m than read at 0.132 m (see bench/RESULTS.md).",
+    )
+    parser.add_argument(
         "--tune-only", action="store_true",
         help="Skip training: tune the separation and score the test row with <work>/buildings.pt as it is.",
     )
@@ -429,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint, best_epoch = result.checkpoint, result.best["epoch"]
     train_seconds = time.perf_counter() - t0
     loaded = load_checkpoint(checkpoint)
+    if args.tune_only:  # the time the training run took to its selected epoch
+        train_seconds = loaded.card.training.get("seconds", train_seconds)
     card = loaded.card
     # Candidates: the checkpoint selected during training (building F1 at fixed separation settings) and
     # the final epoch's weights; each is tuned on the validation row and the better tuned F1 is shipped.
@@ -460,7 +468,12 @@ def main(argv: list[str] | None = None) -> int:
         "validation_buildings": val_scores, "validation_without_separation": val_plain,
         "test_buildings": test_scores,
     }
-    tuned = card.model_copy(update={"separation": separation.as_dict(), "training": training})
+    update: dict[str, Any] = {"separation": separation.as_dict(), "training": training}
+    if args.read_at_training_gsd and card.gsd_range_m is not None:
+        update["gsd_range_m"] = None
+        training["gsd_range_m_left_out"] = (f"trained across {card.gsd_range_m} m, but shipped to read every scene "
+                                            f"at {card.gsd_m:.3f} m (--read-at-training-gsd)")
+    tuned = card.model_copy(update=update)
     (args.work / "tuning.json").write_text(json.dumps(trials, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, model, tuned)
