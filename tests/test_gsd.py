@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+import torch
 from affine import Affine
 
 from pipeline.config import SegmentConfig
@@ -77,13 +78,9 @@ def test_training_tiles_across_a_gsd_range_are_tile_sized_and_repeat(fine_scene)
         image, mask = ranged[i]
         assert image.shape == (3, 64, 64) and mask.shape == (64, 64)
         again_image, again_mask = ranged[i]
-        assert torch_equal(image, again_image) and torch_equal(mask, again_mask)
+        assert torch.equal(image, again_image) and torch.equal(mask, again_mask)
     # Without a range the windows are the ones a run always drew.
     assert all(tiles().window(i)[1].rows == 64 for i in range(12))
-
-
-def torch_equal(a, b) -> bool:
-    return bool((a == b).all())
 
 
 MODEL_GSD_M = 0.5
