@@ -16,6 +16,8 @@ __all__ = [
     "brightness_contrast",
     "scale_jitter",
     "colour_jitter",
+    "hue_rotate",
+    "blur_noise",
     "Augment",
     "augment",
 ]
@@ -127,6 +129,37 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, gain: float, satu
     return (grey + (scaled - grey) * s).astype(image.dtype, copy=False)
 
 
+def hue_rotate(image: np.ndarray, rng: np.random.Generator, degrees: float) -> np.ndarray:
+    """Rotate each pixel's colour about the grey axis by an angle drawn in [-degrees, degrees] (3 bands).
+
+    On a normalized image the axis is that of equal z-scores, close to grey for RGB: the rotation turns hues
+    (red soil, green roofs, blue tarps) into one another and keeps each pixel's mean over bands and its
+    distance from that axis. Images of other band counts are returned as they are.
+    """
+    if image.shape[0] != 3:
+        return image
+    theta = np.deg2rad(rng.uniform(-degrees, degrees))
+    # Rodrigues' rotation about the unit vector (1, 1, 1) / sqrt(3).
+    c, s = np.cos(theta), np.sin(theta)
+    k = np.full((3, 3), (1 - c) / 3)
+    cross = np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]]) * s / np.sqrt(3)
+    rotation = (k + np.eye(3) * c + cross).astype(image.dtype)
+    return np.einsum("ij,jhw->ihw", rotation, image).astype(image.dtype, copy=False)
+
+
+def blur_noise(
+    image: np.ndarray, rng: np.random.Generator, blur_p: float, blur_sigma: float, noise: float
+) -> np.ndarray:
+    """With probability ``blur_p`` a Gaussian blur of sigma in [0, blur_sigma] pixels (soft focus, haze,
+    an upsampled scene), then Gaussian noise of standard deviation in [0, noise] (sensor noise)."""
+    if blur_p > 0 and rng.random() < blur_p:
+        sigma = rng.uniform(0.0, blur_sigma)
+        image = ndimage.gaussian_filter(image, (0, sigma, sigma), mode="reflect")
+    if noise > 0:
+        image = image + rng.normal(0.0, rng.uniform(0.0, noise), image.shape)
+    return image.astype(np.float32 if image.dtype == np.float64 else image.dtype, copy=False)
+
+
 class Augment(BaseModel):
     """Which augmentations to apply during training, and how strongly."""
 
@@ -141,6 +174,10 @@ class Augment(BaseModel):
     scale: float = Field(default=0.0, ge=0, lt=1, description="Max relative zoom (scale jitter); 0: off.")
     colour_gain: float = Field(default=0.0, ge=0, lt=1, description="Max relative per-band gain; 0: off.")
     saturation: float = Field(default=0.0, ge=0, lt=1, description="Max relative saturation change; 0: off.")
+    hue_degrees: float = Field(default=0.0, ge=0, le=180, description="Max hue rotation in degrees (RGB); 0: off.")
+    blur_p: float = Field(default=0.0, ge=0, le=1, description="Probability of a Gaussian blur; 0: off.")
+    blur_sigma: float = Field(default=1.0, gt=0, description="Max blur sigma, pixels.")
+    noise: float = Field(default=0.0, ge=0, description="Max std of Gaussian noise on the normalized image; 0: off.")
 
 
 def augment(
@@ -158,4 +195,8 @@ def augment(
         image = brightness_contrast(image, rng, cfg.brightness, cfg.contrast)
     if cfg.colour_gain > 0 or cfg.saturation > 0:
         image = colour_jitter(image, rng, cfg.colour_gain, cfg.saturation)
+    if cfg.hue_degrees > 0:
+        image = hue_rotate(image, rng, cfg.hue_degrees)
+    if cfg.blur_p > 0 or cfg.noise > 0:
+        image = blur_noise(image, rng, cfg.blur_p, cfg.blur_sigma, cfg.noise)
     return image, mask

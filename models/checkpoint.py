@@ -110,6 +110,12 @@ class ModelCard(BaseModel):
         description="Ground sample distance (metres per pixel) the model was trained at; scenes at another are "
         "read resampled to it (None: read every scene as it is).",
     )
+    gsd_range_m: list[float] | None = Field(
+        default=None,
+        description="[low, high] ground sample distances (metres per pixel) the model was trained across; a "
+        "scene inside it is read at its own resolution, one outside resampled to the nearer end (None: read at "
+        "gsd_m).",
+    )
     separation: dict[str, float] | None = Field(
         default=None,
         description="Tuned building separation: seed_confidence (0..1), min_seed_m2, grow_m, "
@@ -133,6 +139,13 @@ class ModelCard(BaseModel):
         if not bands or min(bands) < 1:
             raise ValueError(f"bands must be a non-empty list of 1-based band indices, got {bands}")
         return bands
+
+    @field_validator("gsd_range_m")
+    @classmethod
+    def _gsd_range(cls, gsd_range_m: list[float] | None) -> list[float] | None:
+        if gsd_range_m is not None and (len(gsd_range_m) != 2 or not 0 < gsd_range_m[0] < gsd_range_m[1]):
+            raise ValueError(f"gsd_range_m must be [low, high] with 0 < low < high, got {gsd_range_m}")
+        return gsd_range_m
 
     @field_validator("std")
     @classmethod

@@ -36,7 +36,7 @@ from typing import Any
 
 from shapely.geometry import box
 
-from models.checkpoint import checkpoint_card
+from models.checkpoint import ModelCard, checkpoint_card
 from models.device import choose_precision, resolve_device
 from pipeline.config import SegmentConfig
 from pipeline.errors import OutputError
@@ -92,6 +92,7 @@ __all__ = [
     "SegmentResult",
     "Progress",
     "prepare",
+    "read_gsd_m",
     "infer_blocks",
     "publish_masks",
     "vectorize",
@@ -227,6 +228,15 @@ class SegmentResult:
         }
 
 
+def read_gsd_m(card: ModelCard, scene_gsd_m: float) -> float | None:
+    """The GSD the model reads a scene of ``scene_gsd_m`` at: the scene's own inside the card's GSD range,
+    else the nearer end of the range; the card's training GSD for a model without a range (None: as it is)."""
+    if card.gsd_range_m is not None:
+        low, high = card.gsd_range_m
+        return min(max(scene_gsd_m, low), high)
+    return card.gsd_m
+
+
 def prepare(
     scene_path: str | Path, out_dir: str | Path, config: SegmentConfig, run_id: str | None = None,
     scene_id: str | None = None,
@@ -270,8 +280,9 @@ def _prepare(scene: SceneInfo, out: Path, config: SegmentConfig, run_id: str | N
     overlap = config.overlap if config.overlap is not None else 2 * card.context_margin
     grid, source = scene.grid, scene.path.resolve()
     scene_gsd_m = GroundFrame.for_grid(scene.grid).pixel_size_m
-    if config.resample and card.gsd_m and abs(scene_gsd_m / card.gsd_m - 1) > RESAMPLE_TOLERANCE:
-        grid = model_grid(scene.grid, scene_gsd_m, card.gsd_m)
+    model_gsd_m = read_gsd_m(card, scene_gsd_m)
+    if config.resample and model_gsd_m and abs(scene_gsd_m / model_gsd_m - 1) > RESAMPLE_TOLERANCE:
+        grid = model_grid(scene.grid, scene_gsd_m, model_gsd_m)
         source = (out / ".sceneseg-work" / scene.scene_id / RESAMPLED_VIEW).resolve()
     plan = BlockPlan.for_scene(grid.shape, tile_size, overlap, config.block_size)
     inference = InferenceSettings(

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from models.augment import Augment, augment, brightness_contrast, elastic_deform, random_flip_rot90
+from models.augment import (
+    Augment,
+    augment,
+    blur_noise,
+    brightness_contrast,
+    elastic_deform,
+    hue_rotate,
+    random_flip_rot90,
+)
 
 ROWS, COLS = 48, 40
 
@@ -97,3 +105,32 @@ def test_augment_pipeline_keeps_pairs_aligned_and_config_is_strict() -> None:
         Augment(elastic_probability=0.5)
     with pytest.raises(ValidationError):
         Augment(elastic_p=1.5)
+
+
+def test_hue_rotation_turns_colours_about_the_grey_axis():
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(3, 16, 16)).astype(np.float32)
+    turned = hue_rotate(image, np.random.default_rng(1), 60.0)
+    assert turned.dtype == np.float32 and not np.allclose(turned, image)
+    # Each pixel keeps its grey level (mean over bands) and its distance from grey (saturation).
+    np.testing.assert_allclose(turned.mean(axis=0), image.mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(turned - turned.mean(axis=0), axis=0),
+                               np.linalg.norm(image - image.mean(axis=0), axis=0), rtol=1e-4)
+    four = rng.normal(size=(4, 2, 2)).astype(np.float32)
+    np.testing.assert_array_equal(hue_rotate(four, rng, 90.0), four)  # not RGB: as it is
+
+
+def test_blur_and_noise_are_seeded_and_off_by_default():
+    image = np.zeros((3, 32, 32), dtype=np.float32)
+    image[:, 16:, :] = 1.0
+    blurred = blur_noise(image, np.random.default_rng(3), blur_p=1.0, blur_sigma=2.0, noise=0.0)
+    assert blurred.dtype == np.float32 and 0 < blurred[0, 15, 5] < 1  # the edge is soft
+    noisy = blur_noise(image, np.random.default_rng(3), blur_p=0.0, blur_sigma=1.0, noise=0.5)
+    assert noisy.std() > image.std()
+    np.testing.assert_array_equal(noisy, blur_noise(image, np.random.default_rng(3), 0.0, 1.0, 0.5))
+    mask = np.zeros((32, 32), dtype=np.int64)
+    cfg = Augment(flip_rot90=False, elastic_p=0, brightness=0, contrast=0)
+    out, _ = augment(image, mask, np.random.default_rng(0), cfg)
+    np.testing.assert_array_equal(out, image)
+    on = cfg.model_copy(update={"hue_degrees": 30.0, "blur_p": 1.0, "noise": 0.1})
+    assert not np.array_equal(augment(image, mask, np.random.default_rng(0), on)[0], image)

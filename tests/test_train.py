@@ -16,7 +16,8 @@ from models.augment import Augment
 from models.checkpoint import load_checkpoint
 from pipeline.errors import ConfigError
 from pipeline.training.data import split_rows, synthetic_scenes
-from pipeline.training.train import TrainConfig, last_checkpoint_path, train, train_from_paths
+from models.device import NATIVE_BF16_FLAGS, cpu_flags
+from pipeline.training.train import TrainConfig, last_checkpoint_path, train, train_from_paths, training_precision
 
 torch.set_num_threads(1)
 
@@ -224,3 +225,45 @@ def test_train_model_flow_runs_under_prefect(prefect_harness, split, tmp_path):
     assert 0.0 <= summary["best"]["mean_iou"] <= 1.0
     building = summary["best"]["per_class"]["building"]
     assert f"| building | {building['iou']:.4f} | {building['dice']:.4f} |" in summary["report"]
+
+
+CPU = torch.device("cpu")
+
+
+def test_training_precision_auto_is_the_inference_rule_and_the_card_records_it(two_epochs):
+    bf16 = training_precision(CPU, "auto", flags=frozenset({"avx512_bf16", "avx2"}))
+    assert bf16 == {"precision": "bf16", "precision_reason": "auto: the CPU has native bf16 (avx512_bf16)"}
+    fp32 = training_precision(CPU, "auto", flags=frozenset({"avx2", "fma"}))
+    assert fp32["precision"] == "fp32" and "no native bf16" in fp32["precision_reason"]
+    assert training_precision(CPU, "fp32", flags=frozenset({"amx_bf16"}))["precision"] == "fp32"
+    assert training_precision(torch.device("cuda"), "auto", flags=frozenset())["precision"] == "bf16"
+    config, result = two_epochs
+    record = load_checkpoint(result.checkpoint).card.training
+    expected = "bf16" if NATIVE_BF16_FLAGS & cpu_flags() else "fp32"
+    assert record["precision"] == expected and record["precision_reason"].startswith("auto: ")
+
+
+@pytest.mark.skipif(not NATIVE_BF16_FLAGS & cpu_flags(),
+                    reason="this CPU has no native bf16 (amx_bf16 or avx512_bf16): torch emulates it, slowly")
+def test_two_bf16_steps_match_fp32_losses(split, tmp_path):
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        config = TrainConfig(**{**TINY, "steps_per_epoch": 2}, epochs=1, precision=precision,
+                             out=tmp_path / f"{precision}.pt")
+        result = train(config, *split, progress=False)
+        assert load_checkpoint(result.checkpoint).card.training["precision"] == precision
+        losses[precision] = (result.history[0]["train_loss"], result.history[0]["val_loss"])
+    assert losses["bf16"] != losses["fp32"]  # it did run in bf16
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
+
+
+def test_ema_weights_are_validated_saved_and_resumed(split, tmp_path):
+    config = TrainConfig(**TINY, epochs=1, ema_decay=0.5, out=tmp_path / "ema.pt")
+    result = train(config, *split, progress=False)
+    state = torch.load(result.last, weights_only=True)
+    saved = load_checkpoint(result.checkpoint).model.state_dict()
+    for name, value in saved.items():
+        torch.testing.assert_close(value, state["ema"][name])
+    assert any(not torch.equal(state["ema"][k], state["model"][k]) for k in state["model"])
+    resumed = train(config.model_copy(update={"epochs": 2, "resume": True}), *split, progress=False)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]

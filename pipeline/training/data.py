@@ -23,8 +23,10 @@ import pyogrio
 import rasterio
 import rasterio.transform
 import rasterio.warp
+import rasterio.windows
 import shapely
 import torch
+from rasterio.enums import Resampling
 from rasterio.features import rasterize
 from torch.utils.data import Dataset
 
@@ -180,6 +182,9 @@ class SceneData:
         self.path = info.path
         self.shape = info.shape
         self.transform: affine.Affine = info.transform
+        self.crs = info.crs
+        #: Metres per pixel on the ground (geographic CRSs: at the scene centre).
+        self.gsd_m = pixel_size_m(info.transform, info.crs, info.shape)
         self.bands = list(bands)
         whole = Region.of_shape(info.shape)
         region = source.region or whole
@@ -193,7 +198,7 @@ class SceneData:
             missing = [c for c in ("building", BOUNDARY, CONTACT) if c not in classes]
             if missing:
                 raise ConfigError(f"instance targets need classes {missing} in {list(classes)}")
-            px = targets.in_pixels(pixel_size_m(info.transform, info.crs, info.shape))
+            px = targets.in_pixels(self.gsd_m)
             ids = [list(classes).index(c) for c in ("building", BOUNDARY, CONTACT)]
             self._targets = (*ids, *px)
         labels = read_labels(source.labels, classes, source.spec, info.crs)
@@ -208,12 +213,22 @@ class SceneData:
     def _rasterize(self, region: Region) -> np.ndarray:
         """Class ids over ``region`` (inside the scene), on the scene's grid."""
         transform = self.transform @ affine.Affine.translation(region.col, region.row)
-        out = np.zeros((region.rows, region.cols), dtype=np.uint8)
-        bounds = rasterio.transform.array_bounds(region.rows, region.cols, transform)
+        return self._rasterize_on(transform, region.shape, 1.0)
+
+    def _rasterize_on(self, transform: affine.Affine, shape: Shape2d, scale: float) -> np.ndarray:
+        """Class ids on a grid of pixels ``scale`` times the scene's side (1: the scene's own grid).
+
+        On a resampled grid the instance widths are converted to its pixels, and kept at least one pixel
+        wide so boundary and contact classes exist at every GSD.
+        """
+        out = np.zeros((shape.rows, shape.cols), dtype=np.uint8)
+        bounds = rasterio.transform.array_bounds(shape.rows, shape.cols, transform)
         query = shapely.box(*bounds)
+        widths = None
         if self._targets is not None:
-            # Buildings just outside the region still make contact pixels inside it.
-            query = shapely.buffer(query, (self._targets[4] + 2) * max(abs(transform.a), abs(transform.e)))
+            widths = tuple(self._targets[3:]) if scale == 1.0 else tuple(max(1.0, w / scale) for w in self._targets[3:])
+            # Buildings just outside the grid still make contact pixels inside it.
+            query = shapely.buffer(query, (widths[1] + 2) * max(abs(transform.a), abs(transform.e)))
         hits = self._labels.iloc[np.sort(self._labels.sindex.query(query))]
         if len(hits):
             rasterize(
@@ -221,14 +236,43 @@ class SceneData:
                 out=out,
                 transform=transform,
             )
-        if self._targets is not None and len(hits):
-            building, boundary, contact, boundary_px, contact_px = self._targets
+        if self._targets is not None and widths is not None and len(hits):
+            building, boundary, contact = self._targets[:3]
+            boundary_px, contact_px = widths
             geoms = hits.geometry.values[(hits["class_id"] == building).to_numpy()]
             out = burn_instance_targets(
                 out, apply_affine(np.asarray(geoms, dtype=object), ~transform), building_id=building,
                 boundary_id=boundary, contact_id=contact, boundary_px=boundary_px, contact_px=contact_px,
             )
         return out
+
+    def read_resampled(self, window: Region, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels of ``window`` (inside the scene) resampled to ``size`` x ``size``, and class ids made there.
+
+        A coarser grid averages the pixels each output pixel covers (GDAL ``average``: area-weighted, so no
+        aliasing), a finer one interpolates bilinearly. The targets are rasterized from the polygons on the
+        new grid, not resampled from the scene's mask, so a building keeps its area at any GSD.
+
+        Returns:
+            float32 raw pixels (bands, size, size) and int64 class ids (size, size).
+        """
+        if not Region.of_shape(self.shape).contains(window):
+            raise ValueError(f"window {window} leaves the scene {self.shape}")
+        if self._image is not None:
+            raw = self._image[:, window.row : window.row_stop, window.col : window.col_stop]
+        else:
+            with rasterio.open(self.path) as ds:
+                raw = ds.read(self.bands, window=rasterio.windows.Window(window.col, window.row, window.cols, window.rows))
+        src_transform = self.transform @ affine.Affine.translation(window.col, window.row)
+        scale = window.rows / size
+        dst_transform = src_transform @ affine.Affine.scale(window.cols / size, scale)
+        image = np.zeros((len(self.bands), size, size), dtype=np.float32)
+        rasterio.warp.reproject(
+            raw.astype(np.float32), image, src_transform=src_transform, src_crs=self.crs,
+            dst_transform=dst_transform, dst_crs=self.crs,
+            resampling=Resampling.average if scale > 1 else Resampling.bilinear,
+        )
+        return image, self._rasterize_on(dst_transform, Shape2d(size, size), scale).astype(np.int64)
 
     def read(self, window: Region) -> tuple[np.ndarray, np.ndarray]:
         """Raw pixels (bands, rows, cols) and class ids (rows, cols) of ``window``, mirror-padded outside."""
@@ -428,11 +472,36 @@ def band_stats(
     return mean.tolist(), np.maximum(std, 1e-3).tolist()
 
 
+def _gsd_window(rng: np.random.Generator, scene: SceneData, tile: int, gsd_range_m: tuple[float, float]) -> Region:
+    """A window inside ``scene.region`` that covers a ``tile``-pixel crop at a GSD drawn log-uniform from the range.
+
+    The coarsest GSD is capped where the window would no longer fit the region.
+    """
+    region = scene.region
+    low, high = gsd_range_m
+    high = min(high, min(region.rows, region.cols) / tile * scene.gsd_m)
+    if high < low:
+        raise ConfigError(
+            f"training region {region} of {scene.path} is too small for {tile}-pixel tiles at "
+            f"{low} m (the scene is {scene.gsd_m:.3f} m): lower tile_size or the GSD range"
+        )
+    gsd = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    side = min(max(1, round(tile * gsd / scene.gsd_m)), region.rows, region.cols)
+    row = int(rng.integers(region.row, region.row_stop - side + 1))
+    col = int(rng.integers(region.col, region.col_stop - side + 1))
+    return Region(row, col, side, side)
+
+
 class TrainTiles(Dataset):
     """Random training tiles: item ``i`` of epoch ``e`` is a pure function of (seed, e, i).
 
     Scenes are drawn in proportion to the area of their region, then a window inside the region, then
     the augmentation. Items are (image float32 (C, T, T) normalized, mask int64 (T, T)).
+
+    With ``gsd_range_m``, a share ``gsd_p`` of the tiles is seen at another ground sample distance drawn
+    log-uniform from the range: a window of the scene covering the same ground is resampled to the tile
+    (averaged down, bilinear up) and its targets are rasterized on that grid
+    (:meth:`SceneData.read_resampled`), so one model learns drone and satellite resolutions.
     """
 
     def __init__(
@@ -444,6 +513,8 @@ class TrainTiles(Dataset):
         std: Sequence[float],
         augment_cfg: Augment | None = None,
         seed: int = 0,
+        gsd_range_m: tuple[float, float] | None = None,
+        gsd_p: float = 1.0,
     ) -> None:
         self.scenes = list(scenes)
         self.tile = tile
@@ -453,6 +524,8 @@ class TrainTiles(Dataset):
         self.augment_cfg = augment_cfg
         self.seed = seed
         self.epoch = 0
+        self.gsd_range_m = gsd_range_m
+        self.gsd_p = gsd_p
         areas = np.array([s.region.shape.size for s in self.scenes], dtype=np.float64)
         self._p = areas / areas.sum()
 
@@ -463,15 +536,22 @@ class TrainTiles(Dataset):
         return np.random.default_rng([self.seed, self.epoch, index])
 
     def window(self, index: int) -> tuple[int, Region]:
-        """The scene index and window of item ``index`` in the current epoch."""
+        """The scene index and window of item ``index`` in the current epoch (larger or smaller than the
+        tile when the item is resampled to another GSD)."""
         rng = self._rng(index)
         k = int(rng.choice(len(self.scenes), p=self._p))
         scene = self.scenes[k]
+        # Drawn only with a GSD range, so runs without one repeat the windows they always had.
+        if self.gsd_range_m is not None and rng.random() < self.gsd_p:
+            return k, _gsd_window(rng, scene, self.tile, self.gsd_range_m)
         return k, _train_window(rng, scene.region, scene.shape, self.tile)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         k, window = self.window(index)
-        raw, mask = self.scenes[k].read(window)
+        if window.shape == Shape2d(self.tile, self.tile):
+            raw, mask = self.scenes[k].read(window)
+        else:
+            raw, mask = self.scenes[k].read_resampled(window, self.tile)
         image = normalize(raw, self.mean, self.std)
         if self.augment_cfg is not None:
             # A generator of its own, so the window drawn above does not shift with the augmentation.

@@ -12,6 +12,7 @@ sequence of batches a run without interruption would have seen.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.augment import Augment
 from models.checkpoint import ModelCard, find_checkpoint, load_checkpoint, save_checkpoint
-from models.device import autocast, resolve_device
+from models.device import autocast, choose_precision, resolve_device
 from models.factory import create_model, size_multiple
 from models.losses import SegmentationLoss, confusion_counts, iou_and_dice_per_class
 from pipeline.classes import USER_CLASSES
@@ -48,7 +49,15 @@ from pipeline.training.data import (
 )
 from pipeline.training.targets import InstanceTargets
 
-__all__ = ["TrainConfig", "TrainResult", "train", "train_from_paths", "evaluate", "last_checkpoint_path"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "train_from_paths",
+    "evaluate",
+    "last_checkpoint_path",
+    "training_precision",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +106,8 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, description="Seed of weights, tile sampling and augmentation.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU."
+        "auto", description="auto: bf16 autocast on CUDA and on a CPU with native bf16 (amx_bf16, avx512_bf16), "
+        "fp32 on other CPUs: the rule inference uses (models.device.choose_precision). The card records the choice.",
     )
     patience: int | None = Field(
         None, ge=1, description="Stop after this many epochs without a better validation IoU."
@@ -123,6 +133,16 @@ class TrainConfig(BaseModel):
         None, description="Start from this checkpoint's weights and band statistics (fine-tuning; same "
         "architecture, classes and bands) instead of a fresh or pretrained model.",
     )
+    gsd_range_m: tuple[float, float] | None = Field(
+        None, description="Train across ground sample distances: a share gsd_p of the tiles is resampled to a "
+        "GSD drawn log-uniform from [low, high] metres, targets rasterized at it. The card records the range, "
+        "and inference reads a scene inside it at its own resolution (None: one GSD, the scenes').",
+    )
+    gsd_p: float = Field(1.0, ge=0, le=1, description="Share of the tiles resampled into gsd_range_m.")
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="Keep an exponential moving average of the weights (decay per step); "
+        "it is what validation scores and the checkpoints hold (None: the raw weights).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -139,6 +159,8 @@ class TrainConfig(BaseModel):
             if value is not None and value % multiple:
                 what = f"2**depth = {multiple}" if self.arch in ("unet", "unetpp") else f"{multiple} for {self.arch}"
                 raise ValueError(f"{name} {value} must be a multiple of {what}")
+        if self.gsd_range_m is not None and not 0 < self.gsd_range_m[0] < self.gsd_range_m[1]:
+            raise ValueError(f"gsd_range_m must be [low, high] with 0 < low < high, got {list(self.gsd_range_m)}")
         if self.class_weights is not None and len(self.class_weights) != len(self.classes):
             raise ValueError(
                 f"class_weights has {len(self.class_weights)} values for {len(self.classes)} classes"
@@ -306,6 +328,17 @@ def init_recipe(checkpoint: str | Path) -> dict[str, Any]:
             "context_margin": card.context_margin, "instance_targets": targets}
 
 
+def training_precision(
+    device: torch.device, precision: str, flags: frozenset[str] | None = None
+) -> dict[str, str]:
+    """The precision a run trains in and why, for the card: ``auto`` is the inference rule
+    (:func:`models.device.choose_precision`), so it depends on the machine that trained. ``flags``
+    overrides the CPU's feature flags (tests)."""
+    dtype, reason = choose_precision(device, precision, flags)
+    names = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+    return {"precision": names[dtype], "precision_reason": reason}
+
+
 def _card(
     config: TrainConfig, mean: list[float], std: list[float], record: dict[str, Any],
     separation: dict[str, float] | None = None,
@@ -324,6 +357,7 @@ def _card(
         boundary_m=None if config.instance_targets is None else config.instance_targets.boundary_m,
         contact_m=None if config.instance_targets is None else config.instance_targets.contact_m,
         gsd_m=record["gsd_m"],
+        gsd_range_m=None if config.gsd_range_m is None else list(config.gsd_range_m),
         separation=separation,
     )
 
@@ -374,6 +408,23 @@ class _Run:
     best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "mean_iou": -1.0, "score": -1.0})
     since_best: int = 0
     epoch: int = 0
+    #: The moving average of the weights (``ema_decay``), in eval mode; validated and saved instead of ``model``.
+    ema: torch.nn.Module | None = None
+
+    @property
+    def scored(self) -> torch.nn.Module:
+        """The weights validation scores and the checkpoints hold."""
+        return self.ema if self.ema is not None else self.model
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        if self.ema is None:
+            return
+        for averaged, current in zip(self.ema.state_dict().values(), self.model.state_dict().values(), strict=True):
+            if averaged.is_floating_point():  # weights and batch-norm statistics; counters are copied
+                averaged.lerp_(current, 1.0 - decay)
+            else:
+                averaged.copy_(current)
 
     def state(self, config: TrainConfig) -> dict[str, Any]:
         return {
@@ -387,10 +438,13 @@ class _Run:
             "history": self.history,
             "best": self.best,
             "since_best": self.since_best,
+            **({} if self.ema is None else {"ema": {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history, self.best = state["history"], state["best"]
         self.since_best, self.epoch = state["since_best"], state["epoch"]
@@ -422,6 +476,8 @@ def _train_epoch(
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
+        if config.ema_decay is not None:
+            run.update_ema(config.ema_decay)
         losses.append(float(loss.detach()))
         if bar is not None:
             bar.update(1)
@@ -513,7 +569,10 @@ def _train(
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
-    run = _Run(model, optimizer, mean, std)
+    ema = copy.deepcopy(model).eval() if config.ema_decay is not None else None
+    if ema is not None:
+        ema.requires_grad_(False)
+    run = _Run(model, optimizer, mean, std, ema=ema)
     if state is not None:
         run.restore(state)
         log.info("resuming from %s after epoch %d", last_path, run.epoch)
@@ -526,6 +585,8 @@ def _train(
         std,
         config.augment,
         config.seed,
+        gsd_range_m=config.gsd_range_m,
+        gsd_p=config.gsd_p,
     )
     val_tiles = ValidationTiles(val_scenes, config.tile_size, mean, std, config.val_tiles)
     record = {
@@ -537,6 +598,7 @@ def _train(
         "loss": f"{config.loss} + {config.dice_weight} x dice",
         "torch": torch.__version__,
         "device": str(device),
+        **training_precision(device, config.precision),
     }
     bar = _progress_bar(progress, config.epochs * config.steps_per_epoch, run.epoch * config.steps_per_epoch)
     try:
@@ -545,11 +607,12 @@ def _train(
                 return run, True
             t_epoch = time.perf_counter()
             train_loss = _train_epoch(run, tiles, loss_fn, config, device, bar)
-            metrics = evaluate(run.model, val_tiles, config, device)
+            step_seconds = (time.perf_counter() - t_epoch) / config.steps_per_epoch
+            metrics = evaluate(run.scored, val_tiles, config, device)
             if score_fn is not None:
-                run.model.eval()
+                run.scored.eval()
                 with torch.no_grad():
-                    metrics["selection"] = score_fn(run.model, mean, std)
+                    metrics["selection"] = score_fn(run.scored, mean, std)
                 metrics["score"] = float(metrics["selection"]["score"])
             else:
                 metrics["score"] = metrics["mean_iou"]
@@ -559,6 +622,7 @@ def _train(
                 "train_loss": train_loss,
                 **metrics,
                 "lr": optimizer.param_groups[0]["lr"],
+                "step_seconds": step_seconds,
                 "seconds": time.perf_counter() - t_epoch,
             }
             run.history.append(entry)
@@ -580,12 +644,12 @@ def _train(
                     "history": run.history,
                     "seconds": time.perf_counter() - t_start,
                 }
-                save_checkpoint(out, run.model, _card(config, mean, std, training, separation))
+                save_checkpoint(out, run.scored, _card(config, mean, std, training, separation))
             else:
                 run.since_best += 1
             ious = " ".join(f"{c}={metrics['per_class'][c]['iou']:.3f}" for c in config.classes[1:])
             log.info(
-                "epoch %d/%d loss %.4f val_loss %.4f IoU %s mean %.3f score %.4f%s (%.0f s)",
+                "epoch %d/%d loss %.4f val_loss %.4f IoU %s mean %.3f score %.4f%s (%.0f s, %.2f s a step)",
                 run.epoch,
                 config.epochs,
                 train_loss,
@@ -595,6 +659,7 @@ def _train(
                 metrics["score"],
                 " best" if improved else "",
                 entry["seconds"],
+                step_seconds,
             )
             _save_state(last_path, run.state(config))
             if on_epoch is not None:
