@@ -4,6 +4,7 @@ the scene's id there. Each names the option or file, what is wrong and what to d
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -178,31 +179,84 @@ def claim_scene_id(scene_path: Path, out_dir: Path, scene_id: str | None = None)
     claim file is created by a hard link, which fails when it exists, so exactly one gets the plain name and
     the other reads its owner and takes the hashed id. The claim of the same source (a re-run, a resume)
     is its own. It lives until the run has written its run record (:func:`release_claim`).
+
+    While this process runs the scene it holds the claim locked (``flock``, which the kernel drops when the
+    process dies, so a killed run leaves nothing held): a second process on the same scene and ``--out``
+    is refused instead of sharing the working directory.
+
+    Raises:
+        OutputError: another process is running this scene into ``out_dir`` now.
     """
     source = str(source_path(scene_path))
     plain = scene_id or scene_id_for(Path(scene_path))
-    candidate = _id_for(source, out_dir, plain)
-    for attempt in (candidate, f"{plain}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"):
-        claim = _claim_path(out_dir, attempt)
-        claim.parent.mkdir(parents=True, exist_ok=True)
-        tmp = claim.with_name(f".{claim.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(source)
+    for _ in range(3):  # a claim released between our link and our lock is taken afresh
+        candidate = _id_for(source, out_dir, plain)
+        for attempt in (candidate, f"{plain}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"):
+            claim = _claim_path(out_dir, attempt)
+            claim.parent.mkdir(parents=True, exist_ok=True)
+            tmp = claim.with_name(f".{claim.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(source)
+            try:
+                os.link(tmp, claim)
+                created = True
+            except FileExistsError:
+                if _read_claim(claim) != source:
+                    continue
+                created = False
+            finally:
+                tmp.unlink(missing_ok=True)
+            if _hold(claim, source, out_dir):
+                return attempt, created
+            break
+        else:
+            raise OutputError(f"{out_dir}: the scene id {attempt!r} of {source} is claimed by another file "
+                              f"({_read_claim(_claim_path(out_dir, attempt))}). Remove "
+                              f"{_claim_path(out_dir, attempt)} if no run is using it, and run again.")
+    raise OutputError(f"{out_dir}: could not claim an id for {source}: its claim kept changing under other runs. "
+                      "Run again once they are done.")
+
+
+#: Claims this process holds locked: path -> open file descriptor.
+_held: dict[Path, int] = {}
+_held_lock = threading.Lock()
+
+
+def _hold(claim: Path, source: str, out_dir: Path) -> bool:
+    """Lock ``claim`` for this process; False when it vanished or was replaced meanwhile (claim again)."""
+    with _held_lock:
+        if claim in _held:
+            return True
         try:
-            os.link(tmp, claim)
-            return attempt, True
-        except FileExistsError:
-            if _read_claim(claim) == source:
-                return attempt, False
-        finally:
-            tmp.unlink(missing_ok=True)
-    raise OutputError(f"{out_dir}: the scene id {attempt!r} of {source} is claimed by another file "
-                      f"({_read_claim(_claim_path(out_dir, attempt))}). Remove {_claim_path(out_dir, attempt)} "
-                      "if no run is using it, and run again.")
+            fd = os.open(claim, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(
+                f"{source}: another process is segmenting this scene into {out_dir} now (it holds {claim}). "
+                "Wait for it to finish, or stop it, and run the same command again: it resumes."
+            ) from None
+        try:
+            same = os.stat(claim).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            return False
+        _held[claim] = fd
+        return True
 
 
 def release_claim(out_dir: Path, scene_id: str) -> None:
     """Drop a run's claim on its id (the GeoPackage row and the run record name the owner from now on)."""
-    _claim_path(out_dir, scene_id).unlink(missing_ok=True)
+    claim = _claim_path(out_dir, scene_id)
+    claim.unlink(missing_ok=True)
+    with _held_lock:
+        fd = _held.pop(claim, None)
+    if fd is not None:
+        os.close(fd)  # after the unlink: whoever locks the old file next sees it is gone, and claims afresh
     try:
         (out_dir / ".sceneseg-work").rmdir()  # the working root goes with its last scene
     except OSError:

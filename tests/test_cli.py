@@ -315,3 +315,32 @@ def test_two_commands_on_same_named_scenes_into_one_out_both_publish_every_time(
         assert "ortho" in ids and len(ids) == 2
         assert all((out / f"{i}_mask.tif").exists() for i in ids)
         assert not (out / ".sceneseg-work").exists()
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from pipeline.preflight import claim_scene_id
+claim_scene_id(Path(sys.argv[1]), Path(sys.argv[2]))
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_second_process_on_the_same_scene_and_out_is_refused_while_the_first_runs(tmp_path, tiny_checkpoint):
+    scene = write_geotiff(tmp_path / "s.tif", smooth_image(96, 96))
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    args = ["segment", str(scene), "--out", str(out), "--model", str(tiny_checkpoint)]
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(scene), str(out)], env=env, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout.readline().strip() == "held"
+        refused = runner.invoke(app, args)
+        message = " ".join(refused.output.split())
+        assert refused.exit_code == 2 and "another process is segmenting this scene" in message, message
+        assert not (out / "s_mask.tif").exists()
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    # The first run is gone (its lock with it): the same command runs.
+    assert runner.invoke(app, args).exit_code == 0
+    assert list(read_scenes(out / "sceneseg.gpkg")["status"]) == ["ok"]
