@@ -31,8 +31,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline.config import DEFAULT_MODEL, DEFAULT_MODEL_REASON, DEFAULTS, DEMO_MODEL, SegmentConfig
+from pipeline.config import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_REASON,
+    DEFAULTS,
+    DEMO_MODEL,
+    MAX_CONCURRENT_SCENES,
+    SegmentConfig,
+)
 from pipeline.errors import CheckpointError, ConfigError, SceneSegError, scene_failure_message
+from pipeline.training.defaults import TRAIN_DEFAULTS
 
 # Commands import the engine and the flows when they run, not at the top: torch, Dask and Prefect take
 # seconds to import, and `sceneseg --help` or a mistyped option should answer at once.
@@ -396,16 +404,16 @@ def train(
     arch: Annotated[str, typer.Option(help="unet or unetpp.")] = "unet",
     classes: Annotated[str, typer.Option(help="Comma-separated class names, background first.")] = "background,building,road",
     class_column: Annotated[str, typer.Option(help="Label column with class names ('' for one layer per class).")] = "class",
-    epochs: Annotated[int, typer.Option(help="Epochs at most (early stopping may end sooner).")] = 20,
-    steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = 100,
-    batch_size: Annotated[int, typer.Option(help="Tiles per batch.")] = 8,
-    tile_size: Annotated[int, typer.Option(help="Training tile side in pixels.")] = 256,
+    epochs: Annotated[int, typer.Option(help="Epochs at most (early stopping may end sooner).")] = TRAIN_DEFAULTS["epochs"],
+    steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = TRAIN_DEFAULTS["steps_per_epoch"],
+    batch_size: Annotated[int, typer.Option(help="Tiles per batch.")] = TRAIN_DEFAULTS["batch_size"],
+    tile_size: Annotated[int, typer.Option(help="Training tile side in pixels.")] = TRAIN_DEFAULTS["tile_size"],
     base_channels: Annotated[int, typer.Option(help="Width of the first level.")] = 16,
     depth: Annotated[int, typer.Option(help="Encoder levels.")] = 4,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
-    loss: Annotated[str, typer.Option(help="ce (softmax) or bce (sigmoid per class); Dice is added.")] = "ce",
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = TRAIN_DEFAULTS["lr"],
+    loss: Annotated[str, typer.Option(help="ce (softmax) or bce (sigmoid per class); Dice is added.")] = TRAIN_DEFAULTS["loss"],
     device: DeviceOpt = "auto",
-    seed: Annotated[int, typer.Option(help="Random seed (runs are deterministic on CPU).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (runs are deterministic on CPU).")] = TRAIN_DEFAULTS["seed"],
     resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")] = False,
     init: Annotated[Optional[str], typer.Option(
         help="Fine-tune: start from this checkpoint or packaged model (e.g. buildings-banepa); its "
@@ -437,7 +445,7 @@ def nightly(
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (mask COGs, sceneseg.gpkg, STAC catalog).")],
     model: ModelOpt = None,
     dask_address: Annotated[Optional[str], typer.Option(help="tcp://host:8786 of a Dask scheduler.")] = None,
-    max_concurrent_scenes: Annotated[int, typer.Option(help="Scenes segmented at once.")] = 2,
+    max_concurrent_scenes: Annotated[int, typer.Option(help="Scenes segmented at once.")] = MAX_CONCURRENT_SCENES,
     pattern: Annotated[str, typer.Option(help="File name pattern of scenes in an inbox directory.")] = "*.tif",
     output_crs: OutputCrsOpt = None,
     retry_delay: Annotated[float, typer.Option(help="Seconds before a scene is retried after an I/O error.")] = 30.0,
@@ -505,7 +513,7 @@ def serve(
     timezone: Annotated[Optional[str], typer.Option(help="IANA time zone of the cron, e.g. Europe/Berlin [UTC].")] = None,
     model: ModelOpt = DEFAULT_MODEL,
     dask_address: Annotated[Optional[str], typer.Option(help="tcp://host:8786 of a Dask scheduler.")] = None,
-    max_concurrent_scenes: Annotated[int, typer.Option(help="Scenes segmented at once.")] = 2,
+    max_concurrent_scenes: Annotated[int, typer.Option(help="Scenes segmented at once.")] = MAX_CONCURRENT_SCENES,
 ) -> None:
     """Serve the nightly flow on a schedule from this process (needs a Prefect server: PREFECT_API_URL)."""
     from prefect import serve as prefect_serve

@@ -31,7 +31,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.segment import artifact_key, publish_segmented, segment_until_publish
 from models.checkpoint import checkpoint_card
-from pipeline.config import DEFAULT_MODEL, SegmentConfig
+from pipeline.config import DEFAULT_MODEL, MAX_CONCURRENT_SCENES, SegmentConfig
 from pipeline.errors import SceneSegError
 from pipeline.inbox import InboxScene, discover_scenes
 from pipeline.outputs import update_output_catalog
@@ -136,7 +136,7 @@ def nightly(
     out_dir: str,
     model: str | None = None,
     dask_address: str | None = None,
-    max_concurrent_scenes: int = 2,
+    max_concurrent_scenes: int = MAX_CONCURRENT_SCENES,
     pattern: str = "*.tif",
     gpu_limit: str | None = "sceneseg-gpu",
     output_crs: str | None = None,
@@ -196,7 +196,7 @@ def nightly(
 
 def schedule_options(
     inbox: str, out_dir: str, cron: str, timezone: str | None, model: str = DEFAULT_MODEL,
-    dask_address: str | None = None, max_concurrent_scenes: int = 2,
+    dask_address: str | None = None, max_concurrent_scenes: int = MAX_CONCURRENT_SCENES,
 ) -> dict[str, Any]:
     """Keyword arguments for ``nightly.to_deployment``: the schedule, the parameters,
     and a deployment concurrency limit of one run with CANCEL_NEW, so nightly runs never overlap."""

@@ -12,6 +12,8 @@ __all__ = ["SegmentConfig", "DEFAULT_MODEL", "DEMO_MODEL", "DEFAULT_MODEL_REASON
 DEFAULT_MODEL = "buildings-banepa"
 #: The packaged model of ``sceneseg demo``: trained on the synthetic scenes the demo writes (noise on real ones).
 DEMO_MODEL = "synthetic-demo"
+#: Scenes the nightly flow segments at once (each holds its blocks in flight; the GeoPackage has one writer).
+MAX_CONCURRENT_SCENES = 2
 #: Why a run without a given model runs DEFAULT_MODEL, as its run JSON and summary say.
 DEFAULT_MODEL_REASON = "default model for real scenes"
 

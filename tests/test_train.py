@@ -267,3 +267,15 @@ def test_ema_weights_are_validated_saved_and_resumed(split, tmp_path):
     assert any(not torch.equal(state["ema"][k], state["model"][k]) for k in state["model"])
     resumed = train(config.model_copy(update={"epochs": 2, "resume": True}), *split, progress=False)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
+
+
+def test_the_train_command_and_train_config_have_one_set_of_defaults():
+    """`sceneseg train` and TrainConfig (the flows' and the library's) train with the same defaults."""
+    import inspect
+
+    from flows.cli import train as train_command
+    from pipeline.training.train import TrainConfig
+
+    options = inspect.signature(train_command).parameters
+    for name in ("epochs", "steps_per_epoch", "batch_size", "tile_size", "lr", "loss", "seed"):
+        assert options[name].default == TrainConfig.model_fields[name].default, name

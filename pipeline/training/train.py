@@ -47,6 +47,7 @@ from pipeline.training.data import (
     iter_batches,
     split_by_area,
 )
+from pipeline.training.defaults import TRAIN_DEFAULTS
 from pipeline.training.targets import InstanceTargets
 
 __all__ = [
@@ -84,26 +85,26 @@ class TrainConfig(BaseModel):
     bands: list[int] = Field(
         default_factory=lambda: [1, 2, 3], description="1-based bands read from the scenes."
     )
-    tile_size: int = Field(256, ge=16, description="Training tile side in pixels, a multiple of 2**depth.")
+    tile_size: int = Field(TRAIN_DEFAULTS["tile_size"], ge=16, description="Training tile side in pixels, a multiple of 2**depth.")
     inference_tile_size: int | None = Field(
         None, ge=16, description="Tile side recommended for inference in the card (default: tile_size)."
     )
     context_margin: int = Field(
         24, ge=0, description="Context margin recorded in the card (overlap = 2 x margin)."
     )
-    batch_size: int = Field(8, ge=1, description="Tiles per optimisation step.")
-    epochs: int = Field(20, ge=1, description="Most epochs to run.")
-    steps_per_epoch: int = Field(50, ge=1, description="Optimisation steps per epoch.")
-    lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW; linear warm-up, cosine decay).")
+    batch_size: int = Field(TRAIN_DEFAULTS["batch_size"], ge=1, description="Tiles per optimisation step.")
+    epochs: int = Field(TRAIN_DEFAULTS["epochs"], ge=1, description="Most epochs to run.")
+    steps_per_epoch: int = Field(TRAIN_DEFAULTS["steps_per_epoch"], ge=1, description="Optimisation steps per epoch.")
+    lr: float = Field(TRAIN_DEFAULTS["lr"], gt=0, description="Peak learning rate (AdamW; linear warm-up, cosine decay).")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
     warmup_steps: int = Field(50, ge=0, description="Steps of linear learning-rate warm-up.")
     loss: Literal["ce", "bce"] = Field(
-        "ce", description="ce: softmax + cross-entropy; bce: sigmoid + BCE per class."
+        TRAIN_DEFAULTS["loss"], description="ce: softmax + cross-entropy; bce: sigmoid + BCE per class."
     )
     dice_weight: float = Field(1.0, ge=0, description="Weight of the Dice term added to CE / BCE.")
     class_weights: list[float] | None = Field(None, description="Per-class weights of both loss terms.")
     augment: Augment = Field(default_factory=Augment, description="Training augmentation.")
-    seed: int = Field(0, description="Seed of weights, tile sampling and augmentation.")
+    seed: int = Field(TRAIN_DEFAULTS["seed"], description="Seed of weights, tile sampling and augmentation.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA and on a CPU with native bf16 (amx_bf16, avx512_bf16), "
