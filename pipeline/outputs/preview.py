@@ -110,8 +110,8 @@ def _outline(region: np.ndarray) -> np.ndarray:
     return region & ~binary_erosion(region, structure=_CROSS, border_value=1)
 
 
-#: zlib level of the PNG: 2 encodes a 1024^2 quick-look about 6x faster than GDAL's default 6 (0.11
-#: against 0.75 s on 2 busy cores) for a file about 12 % larger.
+#: zlib level of the PNG: 2 encodes a quick-look several times faster than GDAL's default 6 for a file a
+#: little larger (bench/RESULTS.md).
 PNG_ZLEVEL = 2
 
 

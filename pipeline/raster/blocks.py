@@ -122,8 +122,8 @@ def process_block(job: BlockJob, index: tuple[int, int]) -> BlockOutput:
     # and its invalid pixels filled.
     image = reader.read_raw(block.extent)
     predictor = get_predictor(job.checkpoint, worker_inference(job.inference))
-    # The worker thread's arrays, reused: a fresh 100 MB accumulator is page-faulted in on first touch, which
-    # cost up to 0.6 s a 2048^2 block (blend.add 0.8 s for two blocks, 0.19 s with reuse; cProfile, 1 thread).
+    # The worker thread's arrays, reused: a fresh accumulator of a block is page-faulted in on first touch,
+    # which cost more than the blending itself (bench/RESULTS.md).
     acc = BlockAccumulator(block.extent, job.num_classes,
                            *_accumulator_arrays(job.num_classes, block.extent.rows, block.extent.cols))
     window = fixed_window(plan.tile_size, plan.overlap)

@@ -70,13 +70,9 @@ class InferenceSettings:
     tta: bool = False
 
 
-#: Tiles per CPU forward by default. Measured with 512^2 tiles, channels_last, BatchNorm folded (AMD EPYC,
-#: 2 cores): seconds a tile at batch 1 / 2 / 4 / 8, on 1 thread 0.12-0.14 / 0.15-0.17 / 0.18-0.19 / 0.21
-#: (synthetic-demo U-Net) and 0.32-0.42 / 0.39-0.47 / 0.46-0.57 / 0.55-0.60 (Lite0 U-Net), on 2 threads
-#: 0.06-0.11 / 0.09-0.10 / 0.10-0.12 / 0.11 (outputs bitwise equal there, though not for every shape: a
-#: 64^2 tile of a tiny model differs by 2e-5 between batch 1 and 3, hence one batch shape for a whole
-#: run). A batch of four 512^2 tiles holds 134 MB in each 32-channel activation, more than a CPU's
-#: cache; one tile, 34 MB.
+#: Tiles per CPU forward by default: one tile a forward was the fastest per tile on a CPU, whose cache a
+#: batch's activations overflow (measurements in bench/RESULTS.md, "Measurements behind code choices").
+#: One batch shape for a whole run: outputs of different batch shapes can differ in the last bits.
 CPU_BATCH_SIZE = 1
 #: Tiles per CUDA forward by default (not tuned on a device yet: bench/gpu.py measures 8/16/32).
 GPU_BATCH_SIZE = 4
@@ -136,8 +132,7 @@ class Predictor:
         self.autocast_dtype, why = choose_precision(self.device, settings.precision)
         #: The precision its forwards run in and why, as the run record states it (this machine's answer).
         self.precision = (str(self.autocast_dtype).removeprefix("torch.") if self.autocast_dtype else "fp32", why)
-        # channels_last on the CPU too: oneDNN's convolutions run NHWC natively (the Lite0 U-Net 0.51 against
-        # 0.32 Mpx/s in NCHW, batch 4 of 512^2, 2 threads).
+        # channels_last on the CPU too: oneDNN's convolutions run NHWC natively (faster: bench/RESULTS.md).
         self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         fold_batchnorm(model)  # inference only: BatchNorm folded into the convolutions (models.fuse)
         model = model.eval().to(self.device, memory_format=self.memory_format)

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--steps-per-epoch", type=int, default=50)
     # One thread: on a shared 2-core machine two OpenMP threads thrash whenever another process holds a
-    # core (5 s per step against 1.6 s measured), and one thread keeps the run bit-for-bit repeatable.
+    # core, and one thread keeps the run bit-for-bit repeatable.
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch.")
     parser.add_argument("--resume", action="store_true", help="Continue from <out>.last.pt.")
     args = parser.parse_args(argv)

@@ -95,7 +95,7 @@ def _frame(
     extra: Mapping[str, np.ndarray] | None = None,
 ) -> gpd.GeoDataFrame:
     # Imported here, not at the top: the chunk processes (``pipeline.vectors.stream``) import this module
-    # and never build a frame; pandas and geopandas cost each of them 45 MB and 0.6 s to import.
+    # and never build a frame, and pandas and geopandas would add to each one's memory and start.
     import geopandas as gpd
     import pandas as pd
 
@@ -377,8 +377,8 @@ def _line_scores(lines: np.ndarray, line_cells: np.ndarray, roads: StitchedPolyg
         return scores
     mid = shapely.line_interpolate_point(lines, 0.5, normalized=True)
     # Point in polygon first, each road polygon prepared once as the query geometry: a nearest-distance
-    # search over road polygons of many thousand vertices cost 1.4 s for the 1,161 lines of an 8192^2
-    # scene. Only midpoints outside every polygon of their cell need the nearest.
+    # search over road polygons of many thousand vertices is slow (bench/RESULTS.md). Only midpoints
+    # outside every polygon of their cell need the nearest.
     poly_idx, line_idx = shapely.STRtree(mid).query(roads.geometries, predicate="intersects")
     same = roads.cells[poly_idx] == line_cells[line_idx]
     scores[line_idx[same]] = roads.scores[poly_idx[same]]

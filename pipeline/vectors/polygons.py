@@ -60,7 +60,7 @@ def _orthogonal_ring(xy: np.ndarray, min_side: float) -> np.ndarray | None:
     sides meet. None when fewer than four sides remain.
     """
     # ``xy`` is closed (last point = first), so edge i runs from xy[i] to xy[i + 1]; np.roll is avoided
-    # here because its per-call overhead dominated these small rings (1.2 s for 4,000 buildings).
+    # here because its per-call overhead dominated these small rings (bench/RESULTS.md).
     pts = xy[:-1]
     d = xy[1:] - pts
     lengths = np.hypot(d[:, 0], d[:, 1])
