@@ -195,3 +195,20 @@ def counts(path: Path) -> dict[str, int]:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         return {name: pyogrio.read_info(path, layer=name)["features"] for name in LAYERS}
+
+
+@contextmanager
+def loopback_server(handler: type) -> Iterator[str]:
+    """An HTTP server of ``handler`` on a free loopback port for the ``with`` block; yields its base URL."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+

@@ -7,11 +7,12 @@ from __future__ import annotations
 import http.server
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import loopback_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "install_torch.py"
@@ -30,12 +31,8 @@ class _Index(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def cpu_index():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Index)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/whl/cpu"
-    server.shutdown()
-    server.server_close()
+    with loopback_server(_Index) as url:
+        yield f"{url}/whl/cpu"
 
 
 @pytest.fixture
