@@ -149,15 +149,20 @@ def test_system_gdal_opens_the_geopackage_without_a_warning(published):
     assert "Layer name: layer_styles" in run.stdout
 
 
-@pytest.mark.skipif(not has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
-def test_qgis_loads_each_layers_default_style(published):
+def _qgis_check(published: Path) -> dict:
+    """What QGIS (the system Python's PyQGIS) reports of each layer of ``published``."""
     run = subprocess.run(
         ["/usr/bin/python3", str(REPO / "pipeline" / "vectors" / "qgis" / "qgis_styles.py"), "check", str(published)],
         capture_output=True, text=True, timeout=300, env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin",
                                                           "HOME": str(published.parent)},
     )
     assert run.returncode == 0, run.stderr
-    report = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+@pytest.mark.skipif(not has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
+def test_qgis_loads_each_layers_default_style(published):
+    report = _qgis_check(published)
     # building_changes appears with the first pair of overlapping scenes (tests/test_changes.py)
     assert {layer: r["default_style_found"] for layer, r in report.items()} == dict.fromkeys(LAYERS, True)
     assert report["buildings"]["renderer"] == "graduatedSymbol" and report["buildings"]["attribute"] == "score"
@@ -167,13 +172,7 @@ def test_qgis_loads_each_layers_default_style(published):
 
 @pytest.mark.skipif(not has_pyqgis(), reason="no PyQGIS (apt-get install python3-qgis qgis-providers)")
 def test_qgis_reads_the_times_as_date_times(published):
-    run = subprocess.run(
-        ["/usr/bin/python3", str(REPO / "pipeline" / "vectors" / "qgis" / "qgis_styles.py"), "check", str(published)],
-        capture_output=True, text=True, timeout=300, env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin",
-                                                          "HOME": str(published.parent)},
-    )
-    assert run.returncode == 0, run.stderr
-    report = json.loads(run.stdout)
+    report = _qgis_check(published)
     assert {layer: r["datetime_fields"] for layer, r in report.items()} == {
         "buildings": ["created_at"], "roads": ["created_at"], "road_centerlines": ["created_at"],
         "scenes": ["processed_at"]}
