@@ -106,8 +106,8 @@ def _change_counts(changes: dict | None) -> dict[str, Any]:
 
 @flow(name="segment-batch", log_prints=True)
 def segment_batch(
-    todo: list[InboxScene], checksums: dict[str, str], out_dir: str, config: SegmentConfig, model_id: str,
-    run_id: str, gpu_limit: str | None, retry_delay_seconds: float, progress_id: Any,
+    todo: list[InboxScene], checksums: dict[str, str], out_dir: str, config: SegmentConfig, run_id: str,
+    gpu_limit: str | None, retry_delay_seconds: float, progress_id: Any,
 ) -> tuple[list[dict[str, Any]], list[_Failure]]:
     """Segment ``todo`` concurrently (as many at once as this flow's task runner has workers) and publish
     each as it finishes; return the rows of the summary and the records of the scenes that failed."""
@@ -177,7 +177,7 @@ def nightly(
     if todo:
         batch = segment_batch.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max(1, max_concurrent_scenes)))
         batch_rows, batch_failures = batch(
-            todo, checksums, out_dir, config, model_id, run_id, gpu_limit, retry_delay_seconds, progress
+            todo, checksums, out_dir, config, run_id, gpu_limit, retry_delay_seconds, progress
         )
         rows += batch_rows
         failures += batch_failures
