@@ -159,8 +159,11 @@ def output_scene_id(scene_path: Path, out_dir: Path) -> str:
 
 
 def _id_for(source: str, out_dir: Path, plain: str) -> str:
-    if _owner(out_dir, plain) in (None, source):
-        return plain
+    return plain if _owner(out_dir, plain) in (None, source) else _hashed_id(plain, source)
+
+
+def _hashed_id(plain: str, source: str) -> str:
+    """The id of a file whose plain name another file holds: stable for that file's resolved path."""
     return f"{plain}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
 
 
@@ -191,7 +194,7 @@ def claim_scene_id(scene_path: Path, out_dir: Path, scene_id: str | None = None)
     plain = scene_id or scene_id_for(Path(scene_path))
     for _ in range(3):  # a claim released between our link and our lock is taken afresh
         candidate = _id_for(source, out_dir, plain)
-        for attempt in (candidate, f"{plain}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"):
+        for attempt in (candidate, _hashed_id(plain, source)):
             claim = _claim_path(out_dir, attempt)
             claim.parent.mkdir(parents=True, exist_ok=True)
             tmp = claim.with_name(f".{claim.name}.{os.getpid()}.{threading.get_ident()}.tmp")

@@ -193,17 +193,6 @@ def _match(earlier: np.ndarray, later: np.ndarray, min_iou: float) -> tuple[np.n
     ei, li, iou = match_by_iou(earlier, later, min_iou)
     match[ei], ious[ei] = li, iou
     return match, ious
-    ei, li = shapely.STRtree(later).query(earlier, predicate="intersects")
-    inter = shapely.area(shapely.intersection(earlier[ei], later[li]))
-    union = shapely.area(earlier)[ei] + shapely.area(later)[li] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    keep = iou >= min_iou
-    ei, li, iou = ei[keep], li[keep], iou[keep]
-    used = np.zeros(later.size, dtype=bool)
-    for k in np.argsort(-iou, kind="stable"):  # stable: equal IoUs keep index order (deterministic)
-        if match[ei[k]] < 0 and not used[li[k]]:
-            match[ei[k]], ious[ei[k]], used[li[k]] = li[k], iou[k], True
-    return match, ious
 
 
 def _hosts(geoms: np.ndarray, others: np.ndarray, fraction: float) -> np.ndarray:
